@@ -1,0 +1,31 @@
+"""The tolerance rule of DESIGN.md, in one place.
+
+Low precision: the kernel's max error against the high-precision reference may be at most
+twice the error of the same PyTorch computation done in the input dtype, plus a small atol.
+fp32: torch.testing.assert_close at 1e-5.
+"""
+
+import torch
+
+LOW_PRECISION_ATOL = {torch.float16: 1e-3, torch.bfloat16: 1e-2}
+FP32_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def assert_matches_reference(
+    out: torch.Tensor, reference: torch.Tensor, same_op_in_dtype: torch.Tensor, what: str = ""
+) -> None:
+    """`reference`: the computation in fp64 (or fp32); `same_op_in_dtype`: the same
+    PyTorch computation done in out's dtype. Also fails on any NaN/Inf in `out`."""
+    assert out.shape == reference.shape, f"{what}: shape {out.shape} != {reference.shape}"
+    assert torch.isfinite(out).all(), f"{what}: non-finite values (unwritten output?)"
+    out64, ref64 = out.double().cpu(), reference.double().cpu()
+    if out.dtype == torch.float32:
+        torch.testing.assert_close(out64, ref64, **FP32_TOLERANCE, msg=lambda m: f"{what}: {m}")
+        return
+    baseline = (same_op_in_dtype.double().cpu() - ref64).abs().max().item() if out.numel() else 0.0
+    error = (out64 - ref64).abs().max().item() if out.numel() else 0.0
+    bound = 2 * baseline + LOW_PRECISION_ATOL[out.dtype]
+    assert error <= bound, (
+        f"{what}: max error {error:.3g} > 2 x {baseline:.3g} (same op in {out.dtype}) "
+        f"+ atol {LOW_PRECISION_ATOL[out.dtype]}"
+    )

@@ -1,0 +1,20 @@
+"""transformer_kernels: fused kernels for transformer LLMs and diffusion transformers.
+
+Every op is a torch.library custom op under this build's unique namespace (`ops`), with a
+fake implementation and autograd, so it runs in eager mode and under torch.compile.
+"""
+
+from . import layers
+from ._ops import BACKEND, add_op_namespace_prefix, ops
+from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
+
+__all__ = [
+    "BACKEND",
+    "add_op_namespace_prefix",
+    "layers",
+    "ops",
+    "rms_norm",
+    "rms_norm_add",
+    "rms_norm_add_reference",
+    "rms_norm_reference",
+]

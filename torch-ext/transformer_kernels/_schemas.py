@@ -1,0 +1,36 @@
+"""Every op schema of transformer_kernels, declared once.
+
+`_register.py` defines these under the build's unique namespace. Native backends (the C++
+CPU and CUDA code in the extension) only register implementations for the `*_out` ops, so a
+C++ signature that disagrees with a schema here fails when the variant is imported.
+
+Two layers per kernel:
+- `*_out` ops write into caller-allocated tensors and return nothing; each backend implements
+  them (C++ CPU/CUDA, Triton).
+- functional ops validate, allocate and call the `*_out` op; they carry the fake
+  implementation and the autograd formula, so torch.compile sees one opaque node.
+"""
+
+SCHEMAS: dict[str, str] = {
+    # RMSNorm backends. rstd is fp32 with one value per row.
+    "rms_norm_fwd_out": (
+        "(Tensor(a!) y, Tensor(b!) rstd, Tensor x, Tensor? weight, float eps) -> ()"
+    ),
+    "rms_norm_add_fwd_out": (
+        "(Tensor(a!) y, Tensor(b!) residual_out, Tensor(c!) rstd, Tensor x, Tensor residual,"
+        " Tensor? weight, float eps) -> ()"
+    ),
+    "rms_norm_bwd_out": (
+        "(Tensor(a!) dx, Tensor(b!)? dweight, Tensor dy, Tensor z, Tensor? weight, Tensor rstd,"
+        " Tensor? dresidual) -> ()"
+    ),
+    # RMSNorm functional ops (autograd + fake). dweight is empty when not requested.
+    "rms_norm": "(Tensor x, Tensor? weight, float eps) -> (Tensor, Tensor)",
+    "rms_norm_add": (
+        "(Tensor x, Tensor residual, Tensor? weight, float eps) -> (Tensor, Tensor, Tensor)"
+    ),
+    "rms_norm_backward": (
+        "(Tensor dy, Tensor z, Tensor? weight, Tensor rstd, Tensor? dresidual,"
+        " bool want_dweight) -> (Tensor, Tensor)"
+    ),
+}
