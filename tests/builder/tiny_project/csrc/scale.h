@@ -1,0 +1,3 @@
+#pragma once
+#include <cstdint>
+void scale_cpu(float* out, const float* x, int64_t n, float factor);
