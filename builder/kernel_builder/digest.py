@@ -1,8 +1,8 @@
 """Per-file digests of a variant directory, in Hugging Face kernels' metadata.json format.
 
 sha256 of each file, base64 of the raw digest, keyed by the POSIX path relative to the
-variant. metadata.json itself and __pycache__ are left out, as kernels 0.17.2 does, so both
-loaders verify the same set of files.
+variant. Left out, as kernels 0.17.2 leaves them out (so both loaders verify the same set):
+the top-level metadata.json and metadata.json.sigstore, __pycache__ dirs, *.pyc anywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 ALGORITHM = "sha256"
-EXCLUDED_NAMES = frozenset({"metadata.json"})
+EXCLUDED_TOP_LEVEL = frozenset({"metadata.json", "metadata.json.sigstore"})
 EXCLUDED_DIRS = frozenset({"__pycache__"})
 
 
@@ -23,7 +23,7 @@ def variant_files(variant_dir: Path) -> list[Path]:
         relative = path.relative_to(variant_dir)
         if not path.is_file() or EXCLUDED_DIRS.intersection(relative.parts[:-1]):
             continue
-        if relative.as_posix() in EXCLUDED_NAMES:
+        if relative.as_posix() in EXCLUDED_TOP_LEVEL or path.suffix == ".pyc":
             continue
         files.append(path)
     return files

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_CUDA_CAPABILITIES, BuildConfig, KernelConfig
-from .sources import MODULE_INIT_TEMPLATE, native_kernels
+from .sources import GLIBC_COMPAT_SOURCE, MODULE_INIT_TEMPLATE, native_kernels
 from .toolchain import Toolchain
 
 # Host flags for every object: -fno-gnu-unique keeps template statics of two loaded kernel
@@ -119,6 +119,7 @@ def write_ninja(
     init_flags = ["-O2", "-fPIC", "-fvisibility=hidden", f"-I{toolchain.python_include}",
                   f"-DTORCH_EXTENSION_NAME={namespace}"]
     objects.append(_build_line(lines, "cc", MODULE_INIT_TEMPLATE, "module", init_flags))
+    objects.append(_build_line(lines, "cc", GLIBC_COMPAT_SOURCE, "module", ["-O2", "-fPIC"]))
 
     library = work_dir / f"{namespace}.abi3.so"
     ldflags = _link_flags(config, kernel_backends, toolchain)

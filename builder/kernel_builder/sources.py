@@ -11,7 +11,9 @@ from .config import BuildConfig, KernelConfig
 
 NATIVE_SUFFIXES = frozenset({".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".inc"})
 GENERATED_PACKAGE_FILES = frozenset({"_ops.py"})
-MODULE_INIT_TEMPLATE = Path(__file__).with_name("templates") / "module_init.c"
+TEMPLATES = Path(__file__).with_name("templates")
+MODULE_INIT_TEMPLATE = TEMPLATES / "module_init.c"
+GLIBC_COMPAT_SOURCE = TEMPLATES / "glibc_compat.c"
 
 
 def package_dir(config: BuildConfig) -> Path:
@@ -58,7 +60,7 @@ def native_inputs(config: BuildConfig, kernel_backends: tuple[str, ...]) -> list
     each source or header under the include dirs (headers are found by the depfiles at
     compile time, but the namespace must be known before compiling)."""
     kernels = native_kernels(config, kernel_backends)
-    files = set(config.torch.src) | {MODULE_INIT_TEMPLATE}
+    files = set(config.torch.src) | {MODULE_INIT_TEMPLATE, GLIBC_COMPAT_SOURCE}
     include_dirs = set(config.torch.include)
     for kernel in kernels:
         files.update(kernel.src)

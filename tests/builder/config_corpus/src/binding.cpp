@@ -1,0 +1,1 @@
+// corpus dummy: the torch binding

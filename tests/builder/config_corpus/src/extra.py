@@ -1,0 +1,1 @@
+"""Corpus dummy: an extra Python file."""

@@ -1,0 +1,1 @@
+// corpus dummy: a CPU kernel source

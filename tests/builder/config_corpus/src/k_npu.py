@@ -1,0 +1,1 @@
+"""Corpus dummy: an NPU kernel source."""

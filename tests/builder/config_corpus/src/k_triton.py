@@ -1,0 +1,1 @@
+"""Corpus dummy: a Triton kernel source."""
