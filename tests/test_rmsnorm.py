@@ -43,6 +43,10 @@ def backend(request, variant_modules):
     return variant_modules[variant], device, shapes
 
 
+def _interpreted(kernel, device) -> bool:
+    return kernel.BACKEND == "triton" and device == "cpu"
+
+
 def _inputs(rows, hidden, dtype, device, with_weight=True):
     x = torch.randn(rows, hidden, dtype=dtype, device=device)
     weight = (1 + 0.5 * torch.randn(hidden, dtype=dtype, device=device)) if with_weight else None
@@ -105,7 +109,10 @@ def test_fused_residual_add(backend, dtype):
     low_grads = torch.autograd.grad([low_y, low_z], low_leaves, [dy, dz])
 
     expected_z = (x.detach().float() + residual.detach().float()).to(dtype)
-    torch.testing.assert_close(z.detach(), expected_z, rtol=0, atol=0, msg="residual_out")
+    # Triton 3.8's interpreter truncates fp32 -> bf16 instead of rounding to nearest even:
+    # one ulp there; every compiled backend rounds, bit for bit.
+    ulp = 2.0**-7 if dtype == torch.bfloat16 and _interpreted(kernel, device) else 0.0
+    torch.testing.assert_close(z.detach(), expected_z, rtol=ulp, atol=0, msg="residual_out")
     assert_matches_reference(y.detach(), ref_y.detach(), low_y.detach(), "y")
     for name, g, rg, lg in zip(["dx", "dresidual", "dweight"], grads, ref_grads, low_grads):
         assert_matches_reference(g, rg, lg, name)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One device-machine session (H100/H200, torch 2.11 + CUDA 13.0): build the variants for
+# this GPU with the builder, check them, run the GPU tests and the RMSNorm benchmark.
+# Logs and results go to $OUT (the device tool brings them back).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/tk-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/builder:$PWD/loader${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
+  | tee "$OUT/gpu.txt"
+
+python3 -m kernel_builder build --arch "${TK_GPU_ARCH:-9.0}" --jobs 16 2>&1 | tee "$OUT/build.log"
+python3 -m kernel_builder check build > "$OUT/check.log" 2>&1 && echo "check: ok" || tail -30 "$OUT/check.log"
+export TK_CUDA_ARCHS="${TK_GPU_ARCH:-9.0}"
+python3 -m pytest -q -p no:cacheprovider ${TK_GPU_TESTS:-tests/test_rmsnorm.py tests/test_ops_registry.py tests/test_compile.py tests/test_layers.py} 2>&1 \
+  | tee "$OUT/tests.log" | tail -25
+if [ "${TK_SKIP_BENCH:-0}" != "1" ]; then
+  python3 -m benchmarks.run_all --out "$OUT" ${TK_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -60
+fi
