@@ -175,17 +175,27 @@ def _grad_rms_norm_add(ctx, dy, dresidual_out, _drstd):
     return dz, dz, (dweight if want_dweight else None), None
 
 
-def _register_functional_ops() -> None:
-    for name, impl, fake in (
-        ("rms_norm", _rms_norm, _rms_norm_fake),
-        ("rms_norm_add", _rms_norm_add, _rms_norm_add_fake),
-        ("rms_norm_backward", _rms_norm_backward, _rms_norm_backward_fake),
+def _register_fakes() -> None:
+    for name, fake in (
+        ("rms_norm", _rms_norm_fake),
+        ("rms_norm_add", _rms_norm_add_fake),
+        ("rms_norm_backward", _rms_norm_backward_fake),
+        ("rms_norm_fwd_out", _out_op_fake),
+        ("rms_norm_add_fwd_out", _out_op_fake),
+        ("rms_norm_bwd_out", _out_op_fake),
     ):
-        qualname = add_op_namespace_prefix(name)
-        torch.library.impl(qualname, "CompositeExplicitAutograd")(impl)
-        torch.library.register_fake(qualname)(fake)
-    for name in ("rms_norm_fwd_out", "rms_norm_add_fwd_out", "rms_norm_bwd_out"):
-        torch.library.register_fake(add_op_namespace_prefix(name))(_out_op_fake)
+        torch.library.register_fake(add_op_namespace_prefix(name))(fake)
+
+
+def _register_python_functional_ops() -> None:
+    """Python versions of what the C++ binding registers for the functional ops: used by
+    pure-Python (Triton) variants, which have no extension."""
+    for name, impl in (
+        ("rms_norm", _rms_norm),
+        ("rms_norm_add", _rms_norm_add),
+        ("rms_norm_backward", _rms_norm_backward),
+    ):
+        torch.library.impl(add_op_namespace_prefix(name), "CompositeExplicitAutograd")(impl)
     torch.library.register_autograd(
         add_op_namespace_prefix("rms_norm"), _grad_rms_norm, setup_context=_setup_rms_norm
     )
@@ -220,21 +230,72 @@ def _reference_bwd_out(dx, dweight, dy, z, weight, rstd, dresidual):
         dweight.copy_((dy.float() * zhat).sum(0))
 
 
+def _check_out_tensor(op: str, name: str, t, x, dtype, shape) -> None:
+    """The checks the C++ binding makes on every tensor handed to a kernel."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device != x.device:
+        raise ValueError(f"{op}: {name} is on {t.device} but x is on {x.device}")
+    if t.dtype != dtype:
+        raise TypeError(f"{op}: {name} must be {dtype}, got {t.dtype}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {list(shape)}, got {list(t.shape)}")
+    if not t.is_contiguous():
+        raise ValueError(f"{op}: {name} must be contiguous")
+
+
+def _check_out_op(op: str, x, tensors: dict) -> None:
+    """x: 2-D [rows, hidden], contiguous; `tensors`: name -> (tensor or None, dtype, shape)."""
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"{op}: x must be 2-D [rows, hidden] with hidden >= 1, got {list(x.shape)}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{op}: x must be float32, float16 or bfloat16, got {x.dtype}")
+    _check_out_tensor(op, "x", x, x, x.dtype, x.shape)
+    for name, (t, dtype, shape) in tensors.items():
+        if t is not None:
+            _check_out_tensor(op, name, t, x, dtype, shape)
+
+
 def _register_python_backend(dispatch_key: str, fwd, bwd) -> None:
     def fwd_out(y, rstd, x, weight, eps):
+        _check_out_op("rms_norm_fwd_out", x, _fwd_tensors(x, y, rstd, weight))
         fwd(y, rstd, x, weight, None, None, eps)
 
     def add_fwd_out(y, residual_out, rstd, x, residual, weight, eps):
+        tensors = _fwd_tensors(x, y, rstd, weight)
+        tensors.update(residual=(residual, x.dtype, x.shape), residual_out=(residual_out, x.dtype, x.shape))
+        _check_out_op("rms_norm_add_fwd_out", x, tensors)
         fwd(y, rstd, x, weight, residual, residual_out, eps)
+
+    def bwd_out(dx, dweight, dy, z, weight, rstd, dresidual):
+        if dweight is not None and weight is None:
+            raise ValueError("rms_norm_bwd_out: dweight was given but weight is None")
+        tensors = _fwd_tensors(z, dx, rstd, weight)
+        tensors.update(
+            dy=(dy, z.dtype, z.shape),
+            dweight=(dweight, z.dtype, z.shape[1:]),
+            dresidual=(dresidual, z.dtype, z.shape),
+        )
+        _check_out_op("rms_norm_bwd_out", z, tensors)
+        bwd(dx, dweight, dy, z, weight, rstd, dresidual)
 
     torch.library.impl(add_op_namespace_prefix("rms_norm_fwd_out"), dispatch_key)(fwd_out)
     torch.library.impl(add_op_namespace_prefix("rms_norm_add_fwd_out"), dispatch_key)(add_fwd_out)
-    torch.library.impl(add_op_namespace_prefix("rms_norm_bwd_out"), dispatch_key)(bwd)
+    torch.library.impl(add_op_namespace_prefix("rms_norm_bwd_out"), dispatch_key)(bwd_out)
+
+
+def _fwd_tensors(x, out, rstd, weight) -> dict:
+    return {
+        "y": (out, x.dtype, x.shape),
+        "rstd": (rstd, torch.float32, x.shape[:1]),
+        "weight": (weight, x.dtype, x.shape[1:]),
+    }
 
 
 def _register_triton_backend() -> None:
     from . import rmsnorm_triton
 
+    _register_python_functional_ops()
     _register_python_backend("CUDA", rmsnorm_triton.rms_norm_fwd, rmsnorm_triton.rms_norm_bwd)
     # Under TRITON_INTERPRET=1 Triton runs on CPU tensors (how CI tests these kernels);
     # otherwise CPU tensors get the reference, so the variant still works for them.
@@ -245,6 +306,6 @@ def _register_triton_backend() -> None:
 
 
 if FIRST_LOAD:
-    _register_functional_ops()
+    _register_fakes()
     if BACKEND == "triton":
         _register_triton_backend()
