@@ -15,9 +15,11 @@ from .config import DEFAULT_CUDA_CAPABILITIES, BuildConfig, KernelConfig
 from .sources import GLIBC_COMPAT_SOURCE, MODULE_INIT_TEMPLATE, native_kernels
 from .toolchain import Toolchain
 
-# Host flags for every object: -fno-gnu-unique keeps template statics of two loaded kernel
-# libraries apart; hidden visibility exports only PyInit_<namespace>.
-HOST_FLAGS = ["-O3", "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique", "-DNDEBUG"]
+# Host flags for every C++ object. -fno-gnu-unique keeps template statics of two loaded kernel
+# libraries apart. Visibility stays default: with -fvisibility=hidden, g++ 13 (the GPU
+# machine's compiler) gave the extension its own hidden copy of a libstdc++ locale facet id,
+# and the first std::ostream use (building a TORCH_CHECK message) crashed in codecvt.
+HOST_FLAGS = ["-O3", "-fPIC", "-fno-gnu-unique", "-DNDEBUG"]
 NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", "-DNDEBUG"]
 
 

@@ -99,7 +99,7 @@ def detect_toolchain() -> Toolchain:
             f"it): {error}"
         ) from error
     cuda_home = _cuda_home()
-    nvcc = cuda_home / "bin" / "nvcc" if cuda_home and (cuda_home / "bin" / "nvcc").exists() else None
+    nvcc = cuda_home / "bin" / "nvcc" if cuda_home else None
     cxx = os.environ.get("CXX", "g++")
     return Toolchain(
         python=Path(sys.executable),
@@ -120,15 +120,24 @@ def detect_toolchain() -> Toolchain:
 
 
 def _cuda_home() -> Path | None:
-    # torch guesses /usr/local when CUDA_HOME is unset and links then fail; look for nvcc.
-    for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+    """The first candidate holding both nvcc and the CUDA runtime headers.
+
+    torch guesses /usr/local when CUDA_HOME is unset, and an `nvcc` on PATH may be a wrapper
+    script (this CI image has /usr/local/bin/nvcc exec'ing /usr/local/cuda-13.0/bin/nvcc), so
+    a home is only accepted where include/cuda_runtime.h exists.
+    """
     nvcc = shutil.which("nvcc")
-    if nvcc:
-        return Path(nvcc).resolve().parent.parent
-    default = Path("/usr/local/cuda")
-    return default if (default / "bin" / "nvcc").exists() else None
+    candidates = [
+        os.environ.get("CUDA_HOME"),
+        os.environ.get("CUDA_PATH"),
+        "/usr/local/cuda",
+        str(Path(nvcc).resolve().parent.parent) if nvcc else None,
+    ]
+    for candidate in filter(None, candidates):
+        home = Path(candidate)
+        if (home / "bin" / "nvcc").exists() and (home / "include" / "cuda_runtime.h").exists():
+            return home
+    return None
 
 
 def _nvcc_version(nvcc: Path) -> str | None:

@@ -10,8 +10,9 @@
 #define TK_CAT_(a, b) a##b
 #define TK_CAT(a, b) TK_CAT_(a, b)
 
-/* NULL on success, else a message with static storage. */
-const char* tk_register_impls(const char* ns);
+/* NULL on success, else a message with static storage. Hidden, so each loaded variant's
+ * module init binds to its own library's registration, never another variant's. */
+__attribute__((visibility("hidden"))) const char* tk_register_impls(const char* ns);
 
 static struct PyModuleDef tk_module = {
     PyModuleDef_HEAD_INIT, TK_STR(TORCH_EXTENSION_NAME), NULL, -1, NULL,
