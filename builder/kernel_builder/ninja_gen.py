@@ -15,11 +15,11 @@ from .config import DEFAULT_CUDA_CAPABILITIES, BuildConfig, KernelConfig
 from .sources import GLIBC_COMPAT_SOURCE, MODULE_INIT_TEMPLATE, native_kernels
 from .toolchain import Toolchain
 
-# Host flags for every C++ object. -fno-gnu-unique keeps template statics of two loaded kernel
-# libraries apart. Visibility stays default: with -fvisibility=hidden, g++ 13 (the GPU
-# machine's compiler) gave the extension its own hidden copy of a libstdc++ locale facet id,
-# and the first std::ostream use (building a TORCH_CHECK message) crashed in codecvt.
-HOST_FLAGS = ["-O3", "-fPIC", "-fno-gnu-unique", "-DNDEBUG"]
+# Host flags for every C++ object: the defaults torch's own extensions build with. Both
+# -fvisibility=hidden and -fno-gnu-unique were tried and dropped: with g++ 13 (the GPU
+# machine's compiler) the extension then bound its own copy of a libstdc++ locale facet id
+# instead of libstdc++'s, and the first std::ostream use (a TORCH_CHECK message) crashed.
+HOST_FLAGS = ["-O3", "-fPIC", "-DNDEBUG"]
 NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", "-DNDEBUG"]
 
 
