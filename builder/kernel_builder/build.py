@@ -14,7 +14,7 @@ from typing import TextIO
 
 from .config import BuildConfig
 from .digest import variant_digests
-from .ninja_gen import kernel_capabilities, write_ninja
+from .ninja_gen import HOST_FLAGS, NVCC_FLAGS, kernel_capabilities, write_ninja
 from .plan import PlannedVariant, plan_variants
 from .sources import (
     content_hash,
@@ -104,6 +104,8 @@ def _describe(config, toolchain: Toolchain, variant: PlannedVariant, options) ->
         identity = toolchain.identity()
         cuda_kernels = [k for k in native_kernels(config, variant.kernel_backends) if k.backend == "cuda"]
         flags = {k.name: list(kernel_capabilities(k, options.cuda_archs)) for k in cuda_kernels}
+        flags["host"] = HOST_FLAGS
+        flags["nvcc"] = NVCC_FLAGS
         archs = _metadata_archs([kernel_capabilities(k, options.cuda_archs) for k in cuda_kernels])
     digest = content_hash(config, files, identity, flags)
     return StagedBuild(

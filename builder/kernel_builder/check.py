@@ -251,7 +251,11 @@ def _check_shared_object(
         info = read_elf(library)
     except ElfError as error:
         return [CheckResult(f"elf {relative}", False, str(error))]
-    results = [_check_symbol_versions(relative, info), _check_search_paths(relative, info)]
+    results = [
+        _check_symbol_versions(relative, info),
+        _check_search_paths(relative, info),
+        _check_shared_libstdcxx(relative, info),
+    ]
     if relative == expected_name:
         entry_point = f"PyInit_{module_id}"
         exported = entry_point in info.defined_symbols
@@ -262,6 +266,19 @@ def _check_shared_object(
         )
         results.append(CheckResult(f"extension {relative}", exported, detail))
     return results
+
+
+def _check_shared_libstdcxx(relative: str, info: ElfInfo) -> CheckResult:
+    """C++ code must use the process's one libstdc++: a static copy has its own locale
+    facets and crashes on the first std::ostream use (seen on a machine whose g++ had only
+    libstdc++.a to link)."""
+    cxx_symbols = any("GLIBCXX" in version for version in info.required_versions)
+    links_shared = "libstdc++.so.6" in info.needed
+    ok = links_shared or not cxx_symbols
+    detail = "needs libstdc++.so.6" if links_shared else (
+        "no C++ runtime needed" if ok else "uses libstdc++ without linking libstdc++.so.6"
+    )
+    return CheckResult(f"libstdc++ {relative}", ok, detail)
 
 
 def _check_symbol_versions(relative: str, info: ElfInfo) -> CheckResult:

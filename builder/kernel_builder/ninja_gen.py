@@ -7,7 +7,9 @@ on the namespace, so a new namespace costs one tiny C compile and a relink.
 
 from __future__ import annotations
 
+import functools
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +156,7 @@ def _link_flags(config, kernel_backends, toolchain: Toolchain) -> list[str]:
     # No rpath: torch is imported first and has loaded libc10/libtorch/libcudart/libgomp,
     # which the dynamic linker then finds by soname.
     flags = [f"-L{toolchain.torch_dir / 'lib'}", "-lc10", "-ltorch_cpu", "-ltorch"]
+    flags += shared_libstdcxx_flags(toolchain.cxx)
     if "cuda" in kernel_backends:
         flags += ["-lc10_cuda", "-ltorch_cuda"]
         lib = toolchain.cuda_lib_dir()
@@ -161,6 +164,28 @@ def _link_flags(config, kernel_backends, toolchain: Toolchain) -> list[str]:
     if any("openmp" in k.depends for k in native_kernels(config, kernel_backends)):
         flags.append("-fopenmp")
     return [shlex.quote(f) for f in flags]
+
+
+@functools.cache
+def shared_libstdcxx_flags(cxx: str) -> list[str]:
+    """Makes the link use the shared libstdc++ even where g++ finds only libstdc++.a.
+
+    The GPU machine's g++ 13 has no libstdc++.so to link against, so `-lstdc++` silently
+    embedded a static copy; its locale facets differ from the process's libstdc++ and the
+    first std::ostream use crashed. Naming the runtime library by path avoids the archive.
+    """
+    if Path(_print_file_name(cxx, "libstdc++.so")).is_file():
+        return []
+    runtime = Path(_print_file_name(cxx, "libstdc++.so.6"))
+    return [str(runtime)] if runtime.is_file() else []
+
+
+def _print_file_name(cxx: str, name: str) -> str:
+    try:
+        out = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True)
+    except OSError:
+        return name
+    return out.stdout.strip()
 
 
 def _build_line(lines: list[str], rule: str, src: Path, group: str, flags: list[str]) -> str:
