@@ -374,10 +374,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rms_norm_add_autograd(
   return {out[0], out[1], out[2]};
 }
 
-void register_impls(torch::Library& lib) {
+void register_out_ops(torch::Library& lib) {
   lib.impl("rms_norm_fwd_out", &rms_norm_fwd_out);
   lib.impl("rms_norm_add_fwd_out", &rms_norm_add_fwd_out);
   lib.impl("rms_norm_bwd_out", &rms_norm_bwd_out);
+}
+
+// Functional ops run for any device mix (CompositeExplicitAutograd), so arguments on two
+// devices reach the checks above and get an error naming the argument, not a dispatcher
+// "no kernel for CUDA" error; the out ops they call dispatch by device.
+void register_functional_ops(torch::Library& lib) {
   lib.impl("rms_norm", &rms_norm);
   lib.impl("rms_norm_add", &rms_norm_add);
   lib.impl("rms_norm_backward", &rms_norm_backward);
@@ -423,8 +429,10 @@ extern "C" const char* tk_register_impls(const char* ns) {
 #endif
     for (const c10::DispatchKey key : keys) {
       libraries().push_back(make_library(ns, key));
-      register_impls(*libraries().back());
+      register_out_ops(*libraries().back());
     }
+    libraries().push_back(make_library(ns, c10::DispatchKey::CompositeExplicitAutograd));
+    register_functional_ops(*libraries().back());
     libraries().push_back(make_library(ns, c10::DispatchKey::Autograd));
     register_autograd(*libraries().back());
     return nullptr;
