@@ -8,6 +8,23 @@ from __future__ import annotations
 from types import ModuleType
 
 from .errors import NoCompatibleVariantError, VariantError
+from .layer import (
+    TRANSFORMER_KERNELS_MAPPING,
+    CUDAProperties,
+    Device,
+    KernelizeError,
+    KernelizeWarning,
+    LayerRepository,
+    LocalLayerRepository,
+    LockedLayerRepository,
+    Mode,
+    ROCMProperties,
+    kernelize,
+    register_kernel_mapping,
+    replace_kernel_forward_from_hub,
+    use_kernel_forward_from_hub,
+    use_kernel_mapping,
+)
 from .local import get_kernel_variants_local, get_local_kernel, local_kernel_overrides
 from .resolve import VariantDecision, resolve_variants
 from .system import SystemInfo, detect_system, system_variant_names
@@ -21,7 +38,17 @@ from .variants import (
 )
 
 __all__ = [
+    "TRANSFORMER_KERNELS_MAPPING",
     "ArchVariant",
+    "CUDAProperties",
+    "Device",
+    "KernelizeError",
+    "KernelizeWarning",
+    "LayerRepository",
+    "LocalLayerRepository",
+    "LockedLayerRepository",
+    "Mode",
+    "ROCMProperties",
     "NoCompatibleVariantError",
     "NoarchVariant",
     "SystemInfo",
@@ -34,10 +61,15 @@ __all__ = [
     "get_kernel",
     "get_kernel_variants_local",
     "get_local_kernel",
+    "kernelize",
     "local_kernel_overrides",
     "parse_variant",
+    "register_kernel_mapping",
+    "replace_kernel_forward_from_hub",
     "resolve_variants",
     "system_variant_names",
+    "use_kernel_forward_from_hub",
+    "use_kernel_mapping",
 ]
 
 

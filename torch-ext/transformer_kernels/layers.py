@@ -21,6 +21,10 @@ class RMSNorm(nn.Module):
     """
 
     weight: torch.Tensor | None
+    # The op is a custom op with a fake implementation and autograd: kernelize may use this
+    # layer in TORCH_COMPILE and TRAINING modes.
+    can_torch_compile = True
+    has_backward = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         weight = getattr(self, "weight", None)

@@ -1,0 +1,167 @@
+"""The kernel cache: Hugging Face cache layout, version refs, per-commit locks, digests.
+
+Kernels are cached where huggingface_hub caches a "kernel" repo (`<cache>/kernels--org--name/`,
+snapshots of symlinks into blobs/), in KERNEL_HUB_CACHE when set, else in huggingface_hub's
+cache. kernel_hub adds `refs/v<N>` files so that version=N resolves offline, and lock files
+under `<cache>/.kernel_hub_locks/`.
+
+Digests follow Hugging Face kernels' metadata.json format: sha256 of each file of a variant,
+base64 of the raw digest, keyed by the POSIX path relative to the variant directory; the
+top-level metadata.json (and its .sigstore), __pycache__ directories and *.pyc files are left
+out, as kernels 0.17.2 leaves them out.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from huggingface_hub import constants
+from huggingface_hub.file_download import repo_folder_name
+
+CACHE_ENV = "KERNEL_HUB_CACHE"
+REPO_TYPE = "kernel"
+DIGEST_ALGORITHM = "sha256"
+DIGEST_EXCLUDED_TOP_LEVEL = frozenset({"metadata.json", "metadata.json.sigstore"})
+DIGEST_EXCLUDED_DIRS = frozenset({"__pycache__"})
+
+
+class KernelIntegrityError(RuntimeError):
+    """A variant's files do not match the digests in its metadata.json."""
+
+
+def cache_dir() -> Path:
+    """KERNEL_HUB_CACHE, else huggingface_hub's hub cache (read now, not at import)."""
+    return Path(os.environ.get(CACHE_ENV) or constants.HF_HUB_CACHE)
+
+
+def repo_cache_dir(repo_id: str) -> Path:
+    return cache_dir() / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+
+
+def snapshot_dir(repo_id: str, commit: str) -> Path:
+    return repo_cache_dir(repo_id) / "snapshots" / commit
+
+
+def write_ref(repo_id: str, ref: str, commit: str) -> None:
+    """Record that branch or tag `ref` pointed at `commit`, as huggingface_hub records refs."""
+    path = repo_cache_dir(repo_id) / "refs" / ref
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(commit)
+    temporary.replace(path)
+
+
+def read_ref(repo_id: str, ref: str) -> str | None:
+    path = repo_cache_dir(repo_id) / "refs" / ref
+    try:
+        return path.read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def cached_versions(repo_id: str) -> dict[int, str]:
+    """{N: commit} for every refs/v<N> in the cache."""
+    refs = repo_cache_dir(repo_id) / "refs"
+    versions: dict[int, str] = {}
+    if refs.is_dir():
+        for path in refs.iterdir():
+            if path.is_file() and path.name[:1] == "v" and path.name[1:].isdigit():
+                versions[int(path.name[1:])] = path.read_text().strip()
+    return versions
+
+
+@contextlib.contextmanager
+def commit_lock(repo_id: str, commit: str) -> Iterator[None]:
+    """An exclusive lock, across processes, on one commit of one repo in the cache."""
+    folder = repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+    path = cache_dir() / ".kernel_hub_locks" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / f"{commit}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_cached_files(directory: Path) -> None:
+    """Delete a snapshot directory's files and the cache blobs its symlinks point to, so that
+    the next download fetches them again instead of relinking a corrupted blob."""
+    if not directory.exists():
+        return
+    for path in directory.rglob("*"):
+        if path.is_symlink():
+            target = path.resolve()
+            if target.is_file():
+                target.unlink()
+    shutil.rmtree(directory)
+
+
+def variant_files(variant_dir: Path) -> list[Path]:
+    """Every file the digest covers, sorted."""
+    files = []
+    for path in sorted(variant_dir.rglob("*")):
+        relative = path.relative_to(variant_dir)
+        if not path.is_file() or DIGEST_EXCLUDED_DIRS.intersection(relative.parts[:-1]):
+            continue
+        if relative.as_posix() in DIGEST_EXCLUDED_TOP_LEVEL or path.suffix == ".pyc":
+            continue
+        files.append(path)
+    return files
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return base64.b64encode(sha.digest()).decode("ascii")
+
+
+def variant_digests(variant_dir: Path) -> dict[str, str]:
+    return {
+        path.relative_to(variant_dir).as_posix(): file_digest(path)
+        for path in variant_files(variant_dir)
+    }
+
+
+def expected_digests(metadata: Mapping) -> dict[str, str] | None:
+    """metadata.json's {path: digest}, or None when it records none (or another algorithm)."""
+    digest = metadata.get("digest")
+    if not isinstance(digest, Mapping) or digest.get("algorithm") != DIGEST_ALGORITHM:
+        return None
+    files = digest.get("files")
+    return dict(files) if isinstance(files, Mapping) else None
+
+
+def digest_problems(variant_dir: Path, metadata: Mapping) -> list[str]:
+    """What differs between the variant's files and its metadata.json digests, one line each;
+    empty when they agree or when metadata.json records no digests."""
+    expected = expected_digests(metadata)
+    if expected is None:
+        return []
+    actual = variant_digests(variant_dir)
+    problems = [f"{path}: missing" for path in sorted(expected.keys() - actual.keys())]
+    problems += [
+        f"{path}: not listed in metadata.json" for path in sorted(actual.keys() - expected.keys())
+    ]
+    problems += [
+        f"{path}: sha256 {actual[path]}, metadata.json says {expected[path]}"
+        for path in sorted(expected.keys() & actual.keys())
+        if actual[path] != expected[path]
+    ]
+    return problems
+
+
+def is_complete(variant_dir: Path, metadata: Mapping) -> bool:
+    """Whether every file metadata.json lists (or, with no digests, __init__.py) is present."""
+    expected = expected_digests(metadata)
+    names = expected.keys() if expected is not None else ["__init__.py"]
+    return all((variant_dir / name).is_file() for name in names)
