@@ -1,26 +1,11 @@
 """Session fixtures: build the variants once (a no-op when build/ is current) and load each
 through kernel_hub, so every test exercises what users load."""
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "builder", ROOT / "loader", ROOT / "tests"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-HAS_GPU = torch.cuda.is_available()
-# Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors. It must be
-# chosen before any @triton.jit function is created.
-if not HAS_GPU:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
-
-needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU (run on the device machine)")
+from support import ROOT
 
 
 @pytest.fixture(scope="session")

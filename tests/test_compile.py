@@ -3,7 +3,7 @@ the compiled result equals eager. The compiled callable is called; that is the t
 
 import torch
 
-from conftest import HAS_GPU
+from support import HAS_GPU
 
 
 def _block(kernel, x, residual, weight):

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from support import ROOT
 
 kernels = pytest.importorskip("kernels", reason="Hugging Face's kernels is not installed")
 

@@ -7,7 +7,7 @@ so a new op cannot skip opcheck.
 import pytest
 import torch
 
-from conftest import HAS_GPU
+from support import HAS_GPU
 
 
 def _rms_norm_samples(kernel, device):

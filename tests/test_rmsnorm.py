@@ -7,7 +7,7 @@ Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant)
 import pytest
 import torch
 
-from conftest import HAS_GPU, INTERPRETER
+from support import HAS_GPU, INTERPRETER
 from tolerance import assert_matches_reference
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

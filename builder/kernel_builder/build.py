@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import BuildConfig
-from .digest import variant_digests
+from kernel_hub.digest import variant_digests
 from .ninja_gen import HOST_FLAGS, NVCC_FLAGS, kernel_capabilities, write_ninja
 from .plan import PlannedVariant, plan_variants
 from .sources import (

@@ -19,7 +19,7 @@ from kernel_hub.errors import VariantError
 from kernel_hub.variants import NoarchVariant, Variant, backend_type, parse_variant
 
 from .config import BACKENDS
-from .digest import ALGORITHM, variant_digests
+from kernel_hub.digest import ALGORITHM, variant_digests
 from .elf_reader import ElfError, ElfInfo, read_elf
 
 # manylinux_2_28 as auditwheel defines it for x86_64 and aarch64: the newest version an extension

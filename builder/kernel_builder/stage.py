@@ -18,7 +18,7 @@ from kernel_hub.variants import backend_type
 
 from . import __version__
 from .config import BuildConfig
-from .digest import ALGORITHM, variant_digests
+from kernel_hub.digest import ALGORITHM, variant_digests
 from .plan import PlannedVariant
 from .sources import package_dir, package_files, python_kernel_files
 

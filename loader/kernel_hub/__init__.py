@@ -5,8 +5,6 @@ Variant directories follow Hugging Face's `kernels` format, so either loader can
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from .errors import NoCompatibleVariantError, VariantError
 from .layer import (
     TRANSFORMER_KERNELS_MAPPING,
@@ -42,6 +40,7 @@ __all__ = [
     "ArchVariant",
     "CUDAProperties",
     "Device",
+    "KernelIntegrityError",
     "KernelizeError",
     "KernelizeWarning",
     "LayerRepository",
@@ -52,13 +51,17 @@ __all__ = [
     "NoCompatibleVariantError",
     "NoarchVariant",
     "SystemInfo",
+    "UntrustedKernelError",
     "Variant",
     "VariantDecision",
     "VariantError",
     "backend_type",
     "detect_system",
     "format_variant",
+    "has_kernel",
+    "install_kernel",
     "get_kernel",
+    "get_kernel_variants",
     "get_kernel_variants_local",
     "get_local_kernel",
     "kernelize",
@@ -72,19 +75,23 @@ __all__ = [
     "use_kernel_mapping",
 ]
 
+# The Hub half imports huggingface_hub; it loads on first use so the builder, which imports
+# the variant grammar and digests from this package, runs where huggingface_hub is absent.
+_HUB_NAMES = {
+    "get_kernel": "hub",
+    "get_kernel_variants": "hub",
+    "has_kernel": "hub",
+    "install_kernel": "hub",
+    "UntrustedKernelError": "hub",
+    "KernelIntegrityError": "cache",
+}
 
-def get_kernel(
-    repo_id: str,
-    revision: str | None = None,
-    version: int | None = None,
-    backend: str | None = None,
-) -> ModuleType:
-    """Load a kernel by Hub repo id. For now only repos mapped by LOCAL_KERNELS are served
-    (revision and version are not consulted for those)."""
-    local_path = local_kernel_overrides().get(repo_id)
-    if local_path is None:
-        raise NotImplementedError(
-            "Hub download lands with the loader issue; set LOCAL_KERNELS=..."
-            f" (e.g. LOCAL_KERNELS={repo_id}=/path/to/kernel)"
-        )
-    return get_local_kernel(local_path, backend=backend)
+
+def __getattr__(name: str):
+    module = _HUB_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kernel_hub' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+

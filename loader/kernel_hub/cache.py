@@ -5,10 +5,7 @@ snapshots of symlinks into blobs/), in KERNEL_HUB_CACHE when set, else in huggin
 cache. kernel_hub adds `refs/v<N>` files so that version=N resolves offline, and lock files
 under `<cache>/.kernel_hub_locks/`.
 
-Digests follow Hugging Face kernels' metadata.json format: sha256 of each file of a variant,
-base64 of the raw digest, keyed by the POSIX path relative to the variant directory; the
-top-level metadata.json (and its .sigstore), __pycache__ directories and *.pyc files are left
-out, as kernels 0.17.2 leaves them out.
+Digests (digest.py, shared with the builder) are checked on every download and cache hit.
 """
 
 from __future__ import annotations
@@ -25,11 +22,11 @@ from typing import Iterator, Mapping
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
+from .digest import ALGORITHM as DIGEST_ALGORITHM
+from .digest import file_digest, variant_digests, variant_files
+
 CACHE_ENV = "KERNEL_HUB_CACHE"
 REPO_TYPE = "kernel"
-DIGEST_ALGORITHM = "sha256"
-DIGEST_EXCLUDED_TOP_LEVEL = frozenset({"metadata.json", "metadata.json.sigstore"})
-DIGEST_EXCLUDED_DIRS = frozenset({"__pycache__"})
 
 
 class KernelIntegrityError(RuntimeError):
@@ -102,34 +99,6 @@ def remove_cached_files(directory: Path) -> None:
             if target.is_file():
                 target.unlink()
     shutil.rmtree(directory)
-
-
-def variant_files(variant_dir: Path) -> list[Path]:
-    """Every file the digest covers, sorted."""
-    files = []
-    for path in sorted(variant_dir.rglob("*")):
-        relative = path.relative_to(variant_dir)
-        if not path.is_file() or DIGEST_EXCLUDED_DIRS.intersection(relative.parts[:-1]):
-            continue
-        if relative.as_posix() in DIGEST_EXCLUDED_TOP_LEVEL or path.suffix == ".pyc":
-            continue
-        files.append(path)
-    return files
-
-
-def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return base64.b64encode(sha.digest()).decode("ascii")
-
-
-def variant_digests(variant_dir: Path) -> dict[str, str]:
-    return {
-        path.relative_to(variant_dir).as_posix(): file_digest(path)
-        for path in variant_files(variant_dir)
-    }
 
 
 def expected_digests(metadata: Mapping) -> dict[str, str] | None:

@@ -22,7 +22,7 @@ from huggingface_hub.hf_api import RepoFolder
 from . import cache
 from .errors import NoCompatibleVariantError
 from .importer import import_variant
-from .local import _read_metadata, get_local_kernel, local_kernel_overrides
+from .local import read_metadata, get_local_kernel, local_kernel_overrides
 from .resolve import VariantDecision, resolve_variants
 from .system import SystemInfo, detect_system, select_backend
 
@@ -57,7 +57,7 @@ def get_kernel(
     _check_revision_arguments(repo_id, revision, version)
     _check_trust(repo_id, trust_remote_code)
     variant_dir = install_kernel(repo_id, revision=revision, version=version, backend=backend)
-    return import_variant(variant_dir, _read_metadata(variant_dir))
+    return import_variant(variant_dir, read_metadata(variant_dir))
 
 
 def install_kernel(
@@ -194,7 +194,7 @@ def _fetch_metadata(api: HfApi, repo_id: str, commit: str, variant: str) -> dict
         repo_type=cache.REPO_TYPE,
         cache_dir=cache.cache_dir(),
     )
-    return _read_metadata(Path(path).parent)
+    return read_metadata(Path(path).parent)
 
 
 def _download_verified(
@@ -220,7 +220,7 @@ def _download_verified(
             cache_dir=cache.cache_dir(),
         )
         variant_dir = Path(snapshot) / "build" / variant
-        metadata = _read_metadata(variant_dir)
+        metadata = read_metadata(variant_dir)
         problems = cache.digest_problems(variant_dir, metadata)
         if not problems:
             return variant_dir
@@ -236,7 +236,7 @@ def _cached_variant(repo_id: str, commit: str, system: SystemInfo) -> Path:
     if chosen is None:
         raise NoCompatibleVariantError(f"the kernel cache {build_dir}", decisions, system)
     variant_dir = build_dir / chosen.name
-    problems = cache.digest_problems(variant_dir, _read_metadata(variant_dir))
+    problems = cache.digest_problems(variant_dir, read_metadata(variant_dir))
     if problems:
         raise cache.KernelIntegrityError(
             f"cached kernel {variant_dir} does not match its metadata.json digests and the Hub "
@@ -255,7 +255,7 @@ def _cached_decisions(
     incomplete: list[VariantDecision] = []
     for variant_dir in sorted(build_dir.iterdir()) if build_dir.is_dir() else []:
         try:
-            variant_metadata = _read_metadata(variant_dir)
+            variant_metadata = read_metadata(variant_dir)
         except ValueError:
             continue
         if cache.is_complete(variant_dir, variant_metadata):

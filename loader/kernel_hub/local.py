@@ -83,7 +83,7 @@ def _survey(root: Path, system: SystemInfo) -> _Survey:
     unreadable: list[VariantDecision] = []
     for name, variant_dir in dirs.items():
         try:
-            metadata[name] = _read_metadata(variant_dir)
+            metadata[name] = read_metadata(variant_dir)
         except ValueError as error:
             unreadable.append(VariantDecision(name, False, f"rejected: {error}"))
     if single and not _is_variant_name(root.name):
@@ -114,7 +114,7 @@ def _find_variant_dirs(root: Path) -> tuple[Path, dict[str, Path]]:
     return root, {}
 
 
-def _read_metadata(variant_dir: Path) -> dict:
+def read_metadata(variant_dir: Path) -> dict:
     path = variant_dir / "metadata.json"
     if not path.is_file():
         raise ValueError("it has no metadata.json")

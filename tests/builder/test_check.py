@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kernel_builder.check import CheckResult, check_build_dir, check_variant
-from kernel_builder.digest import variant_digests
+from kernel_hub.digest import variant_digests
 from kernel_builder.elf_reader import read_elf
 from kernel_hub.variants import ArchVariant, format_variant
 

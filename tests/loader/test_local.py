@@ -206,9 +206,3 @@ def test_get_kernel_serves_local_kernels(tmp_path, monkeypatch):
 
     assert get_kernel("org/transformer-kernels", version=1).VARIANT == CU130
     assert get_kernel("org/transformer-kernels", version=1, backend="cpu").VARIANT == CPU
-
-
-def test_get_kernel_without_local_kernels_is_not_implemented(monkeypatch):
-    monkeypatch.delenv("LOCAL_KERNELS", raising=False)
-    with pytest.raises(NotImplementedError, match="Hub download lands with the loader issue"):
-        get_kernel("org/transformer-kernels", version=1)

@@ -1,5 +1,8 @@
 """Per-file digests of a variant directory, in Hugging Face kernels' metadata.json format.
 
+One implementation for both sides: the builder writes these into metadata.json, the loader
+verifies them.
+
 sha256 of each file, base64 of the raw digest, keyed by the POSIX path relative to the
 variant. Left out, as kernels 0.17.2 leaves them out (so both loaders verify the same set):
 the top-level metadata.json and metadata.json.sigstore, __pycache__ dirs, *.pyc anywhere.
