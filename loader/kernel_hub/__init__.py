@@ -43,6 +43,7 @@ __all__ = [
     "KernelIntegrityError",
     "KernelizeError",
     "KernelizeWarning",
+    "LockMismatchError",
     "LayerRepository",
     "LocalLayerRepository",
     "LockedLayerRepository",
@@ -62,9 +63,11 @@ __all__ = [
     "install_kernel",
     "get_kernel",
     "get_kernel_variants",
+    "get_locked_kernel",
     "get_kernel_variants_local",
     "get_local_kernel",
     "kernelize",
+    "load_kernel",
     "local_kernel_overrides",
     "parse_variant",
     "register_kernel_mapping",
@@ -84,6 +87,9 @@ _HUB_NAMES = {
     "install_kernel": "hub",
     "UntrustedKernelError": "hub",
     "KernelIntegrityError": "cache",
+    "load_kernel": "lock",
+    "get_locked_kernel": "lock",
+    "LockMismatchError": "lock",
 }
 
 

@@ -619,8 +619,10 @@ def test_layer_repository_needs_exactly_one_of_version_and_revision():
         LayerRepository("org/fake", layer_name="Double", version=1, revision="main")
 
 
-def test_locked_layer_repository_says_what_it_needs(tmp_path):
-    with pytest.raises(NotImplementedError, match="lock"):
+def test_locked_layer_repository_without_a_lockfile_says_what_it_needs(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="kernels.lock"):
         LockedLayerRepository("org/fake", layer_name="Double").load()
 
 

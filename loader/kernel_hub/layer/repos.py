@@ -91,7 +91,11 @@ class LocalLayerRepository(_CachedLayer):
 
 
 class LockedLayerRepository(_CachedLayer):
-    """A layer of a Hub kernel at the revision pinned in a kernels.lock file."""
+    """A layer of a Hub kernel at the commit and content pinned in a kernels.lock file (by
+    default the one beside the nearest pyproject.toml at or above the working directory).
+
+    trust_remote_code is accepted for API compatibility; locking a repo is the trust decision.
+    """
 
     def __init__(
         self,
@@ -107,20 +111,9 @@ class LockedLayerRepository(_CachedLayer):
         self.trust_remote_code = trust_remote_code
 
     def _load_kernel(self) -> ModuleType:
-        import kernel_hub
+        from kernel_hub.lock import get_locked_kernel
 
-        load_kernel = getattr(kernel_hub, "load_kernel", None)
-        if load_kernel is None:
-            raise NotImplementedError(
-                "LockedLayerRepository needs kernel_hub.load_kernel, which lands with the lockfile "
-                "part of issue 5 (kernel-hub lock, verified kernels.lock)"
-            )
-        if self.lockfile is None:
-            raise NotImplementedError(
-                "LockedLayerRepository does not yet find the calling package's kernels.lock; "
-                "pass lockfile=Path('kernels.lock')"
-            )
-        return load_kernel(self.repo_id, lockfile=self.lockfile)
+        return get_locked_kernel(self.repo_id, lockfile=self.lockfile)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,7 @@
+"""`python -m kernel_hub`: the kernel-hub command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
