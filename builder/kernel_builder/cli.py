@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(check_config)
     check_config.set_defaults(func=_cmd_check_config)
 
+    upload = sub.add_parser(
+        "upload", help="check, then upload every staged variant to a Hub kernel repo"
+    )
+    upload.add_argument("build_dir", type=Path, nargs="?", default=Path("build"))
+    upload.add_argument("--repo-id", help="ORG/NAME (default: [general.hub] repo-id)")
+    upload.add_argument("--branch", help="branch to commit to (default: v<general.version>)")
+    upload.add_argument("--private", action="store_true", help="create the repo private")
+    upload.add_argument(
+        "--config", type=Path, help="build.toml path (default: beside the build dir)"
+    )
+    upload.set_defaults(func=_cmd_upload)
+
     variants = sub.add_parser("list-variants", help="the matrix, and what this environment builds")
     _add_config(variants)
     variants.set_defaults(func=_cmd_list_variants)
@@ -93,6 +105,30 @@ def _cmd_check(args) -> int:
     report = check_build_dir(args.build_dir.resolve())
     print(format_check_report(report))
     return 0 if all(r.ok for results in report.values() for r in results) else 1
+
+
+def _cmd_upload(args) -> int:
+    from .upload import UploadError, default_branch, upload_build
+
+    repo_id, branch = args.repo_id, args.branch
+    if repo_id is None or branch is None:
+        config = load_config(args.config or args.build_dir.resolve().parent / "build.toml")
+        branch = branch or default_branch(config.general.version)
+        repo_id = repo_id or (config.general.hub.repo_id if config.general.hub else None)
+    if repo_id is None:
+        print("kernel-builder: upload needs --repo-id (build.toml has no [general.hub] repo-id)",
+              file=sys.stderr)
+        return 2
+    try:
+        result = upload_build(args.build_dir, repo_id, branch, private=args.private)
+    except UploadError as error:
+        print(f"kernel-builder: {error}", file=sys.stderr)
+        return 1
+    print(f"uploaded {', '.join(result.variants)} to {result.repo_id}@{result.branch} "
+          f"(commit {result.commit}, {len(result.uploaded)} files)")
+    for path in result.deleted:
+        print(f"deleted stale {path}")
+    return 0
 
 
 def _cmd_check_config(args) -> int:

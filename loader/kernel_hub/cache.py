@@ -3,19 +3,19 @@
 Kernels are cached where huggingface_hub caches a "kernel" repo (`<cache>/kernels--org--name/`,
 snapshots of symlinks into blobs/), in KERNEL_HUB_CACHE when set, else in huggingface_hub's
 cache. kernel_hub adds `refs/v<N>` files so that version=N resolves offline, and lock files
-under `<cache>/.kernel_hub_locks/`.
+under `<cache>/.kernel_hub_locks/`. Downloads go to a private staging cache under
+`<cache>/.kernel_hub_staging/` first and are renamed into place once verified.
 
 Digests (digest.py, shared with the builder) are checked on every download and cache hit.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -23,10 +23,11 @@ from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
 from .digest import ALGORITHM as DIGEST_ALGORITHM
-from .digest import file_digest, variant_digests, variant_files
+from .digest import variant_digests
 
 CACHE_ENV = "KERNEL_HUB_CACHE"
 REPO_TYPE = "kernel"
+STAGING_DIR = ".kernel_hub_staging"
 
 
 class KernelIntegrityError(RuntimeError):
@@ -88,17 +89,60 @@ def commit_lock(repo_id: str, commit: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def remove_cached_files(directory: Path) -> None:
-    """Delete a snapshot directory's files and the cache blobs its symlinks point to, so that
-    the next download fetches them again instead of relinking a corrupted blob."""
-    if not directory.exists():
-        return
-    for path in directory.rglob("*"):
-        if path.is_symlink():
-            target = path.resolve()
-            if target.is_file():
-                target.unlink()
-    shutil.rmtree(directory)
+@contextlib.contextmanager
+def staging_cache() -> Iterator[Path]:
+    """A private, empty cache directory under the cache root, deleted on exit whatever happens.
+
+    It is on the cache's filesystem, so what is downloaded into it can be renamed into place.
+    """
+    root = cache_dir() / STAGING_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def staged_variant_dir(staging: Path, repo_id: str, commit: str, variant: str) -> Path:
+    """Where snapshot_download(cache_dir=staging) puts the variant."""
+    folder = repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+    return staging / folder / "snapshots" / commit / "build" / variant
+
+
+def install_staged_variant(staging: Path, repo_id: str, commit: str, variant: str) -> Path:
+    """Move a verified variant from the staging cache into the cache; return its directory.
+
+    Blobs move first, then the variant directory with one rename, after any older copy has
+    been moved aside into the staging cache (deleted with it). The snapshot's symlinks are
+    relative and at the same depth in both caches, so they stay valid. A staged copy without
+    metadata.json takes the cached one, which the download skipped.
+    """
+    staged = staged_variant_dir(staging, repo_id, commit, variant)
+    staged.mkdir(parents=True, exist_ok=True)
+    staged_blobs = staging / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE) / "blobs"
+    blobs = repo_cache_dir(repo_id) / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    for blob in sorted(staged_blobs.iterdir()) if staged_blobs.is_dir() else []:
+        os.replace(blob, blobs / blob.name)
+    final = snapshot_dir(repo_id, commit) / "build" / variant
+    final.parent.mkdir(parents=True, exist_ok=True)
+    cached_metadata = final / "metadata.json"
+    if not (staged / "metadata.json").exists() and (
+        cached_metadata.is_symlink() or cached_metadata.exists()
+    ):
+        os.replace(cached_metadata, staged / "metadata.json")
+    if final.exists() or final.is_symlink():
+        final.rename(staging / "replaced")
+    staged.rename(final)
+    return final
+
+
+def holds_only_metadata(variant_dir: Path) -> bool:
+    """Whether the cached variant is just the metadata.json that resolution downloaded."""
+    if not variant_dir.is_dir():
+        return False
+    return [path.name for path in variant_dir.iterdir()] == ["metadata.json"]
 
 
 def expected_digests(metadata: Mapping) -> dict[str, str] | None:

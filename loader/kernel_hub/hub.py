@@ -200,34 +200,51 @@ def _fetch_metadata(api: HfApi, repo_id: str, commit: str, variant: str) -> dict
 def _download_verified(
     api: HfApi, repo_id: str, commit: str, variant: str, metadata: dict
 ) -> Path:
-    """The variant's directory in the cache, downloaded if needed, its digests checked; one
-    corrupted or partial copy is deleted and downloaded again."""
+    """The variant's directory in the cache, its digests checked.
+
+    A missing or damaged variant is downloaded into a staging cache, verified there and only
+    then renamed into place (replacing a damaged copy whole), so a failed or interrupted
+    download never leaves a variant that looks complete. A download that does not match its
+    digests is tried once more.
+    """
     variant_dir = cache.snapshot_dir(repo_id, commit) / "build" / variant
     if cache.is_complete(variant_dir, metadata):
         if not cache.digest_problems(variant_dir, metadata):
             return variant_dir
+    reuse_metadata = cache.holds_only_metadata(variant_dir)
+    if variant_dir.exists() and not reuse_metadata:
+        logger.warning("kernel %s@%s %s: cached files are damaged or incomplete; downloading "
+                       "them again", repo_id, commit, variant)
+    problems: list[str] = []
     for attempt in range(2):
-        if attempt:
-            logger.warning("kernel %s@%s %s: cached files are damaged; downloading them again",
-                           repo_id, commit, variant)
-            cache.remove_cached_files(variant_dir)
-        snapshot = api.snapshot_download(
-            repo_id,
-            repo_type=cache.REPO_TYPE,
-            revision=commit,
-            allow_patterns=[f"build/{variant}/*"],
-            ignore_patterns=_IGNORED_FILES,
-            cache_dir=cache.cache_dir(),
-        )
-        variant_dir = Path(snapshot) / "build" / variant
-        metadata = read_metadata(variant_dir)
-        problems = cache.digest_problems(variant_dir, metadata)
-        if not problems:
-            return variant_dir
+        with cache.staging_cache() as staging:
+            skip_metadata = reuse_metadata and attempt == 0
+            staged = _download_to_staging(api, staging, repo_id, commit, variant, skip_metadata)
+            staged_metadata = metadata if skip_metadata else read_metadata(staged)
+            problems = cache.digest_problems(staged, staged_metadata)
+            if not problems:
+                return cache.install_staged_variant(staging, repo_id, commit, variant)
     raise cache.KernelIntegrityError(
         f"kernel {repo_id}@{commit} variant {variant} does not match the digests in its "
         f"metadata.json even after downloading it again:\n  " + "\n  ".join(problems)
     )
+
+
+def _download_to_staging(
+    api: HfApi, staging: Path, repo_id: str, commit: str, variant: str, skip_metadata: bool
+) -> Path:
+    """Download the variant's files into the staging cache; skip_metadata leaves out the
+    metadata.json that resolution already put in the cache."""
+    ignored = _IGNORED_FILES + ([f"build/{variant}/metadata.json"] if skip_metadata else [])
+    api.snapshot_download(
+        repo_id,
+        repo_type=cache.REPO_TYPE,
+        revision=commit,
+        allow_patterns=[f"build/{variant}/*"],
+        ignore_patterns=ignored,
+        cache_dir=staging,
+    )
+    return cache.staged_variant_dir(staging, repo_id, commit, variant)
 
 
 def _cached_variant(repo_id: str, commit: str, system: SystemInfo) -> Path:
