@@ -5,14 +5,14 @@ The failure is injected into huggingface_hub's per-file download, in this proces
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi, _snapshot_download
+from huggingface_hub import _snapshot_download
 
 from hub_server import HubServer
+from publishing import publish_build
 from kernel_hub import cache
 from kernel_hub.errors import NoCompatibleVariantError
 from kernel_hub.hub import install_kernel
@@ -25,15 +25,7 @@ CPU = "torch214-cxx11-cpu-x86_64-linux"
 @pytest.fixture
 def published(hub: HubServer, tmp_path) -> str:
     """Our build/ on the test Hub, branch v1; returns the v1 commit."""
-    build = tmp_path / "upload" / "build"
-    shutil.copytree(ROOT / "build", build, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    api = HfApi()
-    api.create_repo(REPO, repo_type="kernel")
-    api.create_branch(REPO, branch="v1", repo_type="kernel")
-    info = api.upload_folder(repo_id=REPO, folder_path=build, path_in_repo="build",
-                             revision="v1", repo_type="kernel")
-    hub.requests.clear()
-    return info.oid
+    return publish_build(hub, REPO, tmp_path)
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 
 from hub_server import HubServer
+from publishing import publish_build
 from kernel_hub import cache
 from kernel_hub.cli import main
 
@@ -27,16 +27,10 @@ pytestmark = [
 
 @pytest.fixture
 def published(hub: HubServer, tmp_path) -> str:
-    build = tmp_path / "upload" / "build"
-    shutil.copytree(ROOT / "build", build, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    api = HfApi()
-    api.create_repo(REPO, repo_type="kernel")
-    api.create_branch(REPO, branch="v1", repo_type="kernel")
-    info = api.upload_folder(repo_id=REPO, folder_path=build, path_in_repo="build",
-                             revision="v1", repo_type="kernel")
-    api.create_branch(REPO, branch="v2", revision="v1", repo_type="kernel")
+    oid = publish_build(hub, REPO, tmp_path)
+    HfApi().create_branch(REPO, branch="v2", revision="v1", repo_type="kernel")
     hub.requests.clear()
-    return info.oid
+    return oid
 
 
 def test_versions_lists_the_v_branches(published, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import torch
 from huggingface_hub import HfApi
 
 from hub_server import HubServer
+from publishing import publish_build
 from kernel_hub import cache
 from kernel_hub.hub import (
     UntrustedKernelError,
@@ -34,15 +34,7 @@ CPU = "torch214-cxx11-cpu-x86_64-linux"
 @pytest.fixture
 def published(hub: HubServer, tmp_path) -> str:
     """Our build/ on the test Hub, branch v1; returns the v1 commit."""
-    build = tmp_path / "upload" / "build"
-    shutil.copytree(ROOT / "build", build, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    api = HfApi()
-    api.create_repo(REPO, repo_type="kernel")
-    api.create_branch(REPO, branch="v1", repo_type="kernel")
-    info = api.upload_folder(repo_id=REPO, folder_path=build, path_in_repo="build",
-                             revision="v1", repo_type="kernel")
-    hub.requests.clear()
-    return info.oid
+    return publish_build(hub, REPO, tmp_path)
 
 
 def cached_files(commit: str) -> list[str]:

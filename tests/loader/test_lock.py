@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import torch
 from huggingface_hub import HfApi
 
 from hub_server import HubServer
+from publishing import publish_build
 from kernel_hub import cache
 from kernel_hub.digest import file_digest
 from kernel_hub.layer.repos import LockedLayerRepository
@@ -39,15 +39,7 @@ pytestmark = pytest.mark.skipif(not (ROOT / "build" / CPU).is_dir(),
 
 @pytest.fixture
 def published(hub: HubServer, tmp_path) -> str:
-    build = tmp_path / "upload" / "build"
-    shutil.copytree(ROOT / "build", build, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    api = HfApi()
-    api.create_repo(REPO, repo_type="kernel")
-    api.create_branch(REPO, branch="v1", repo_type="kernel")
-    info = api.upload_folder(repo_id=REPO, folder_path=build, path_in_repo="build",
-                             revision="v1", repo_type="kernel")
-    hub.requests.clear()
-    return info.oid
+    return publish_build(hub, REPO, tmp_path)
 
 
 @pytest.fixture
