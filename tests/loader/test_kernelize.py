@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import hosts
 import kernel_hub
 from kernel_hub.layer import (
     TRANSFORMER_KERNELS_MAPPING,
@@ -126,18 +127,8 @@ class TaggedHost(nn.Module):
 
 
 @use_kernel_forward_from_hub("RMSNorm")
-class LlamaStyleRMSNorm(nn.Module):
-    def __init__(self, hidden_size, eps=1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.variance_epsilon = eps
-
-    def forward(self, hidden_states):
-        input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.to(torch.float32)
-        variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
+class LlamaStyleRMSNorm(hosts.LlamaStyleRMSNorm):
+    pass
 
 
 class TinyModel(nn.Module):
