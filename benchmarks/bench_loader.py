@@ -30,6 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Not part of `python -m benchmarks.run_all` (the GPU kernel benches): it runs anywhere.
+IN_RUN_ALL = False
+
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "transformer-kernels/transformer-kernels"
 RESULTS = ROOT / "benchmarks" / "results" / "loader.json"
