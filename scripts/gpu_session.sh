@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device-machine session (H100/H200, torch 2.11 + CUDA 13.0): build the variants for
 # this GPU with the builder, check them, run the GPU tests and the RMSNorm benchmark.
-# Logs and results go to $OUT (the device tool brings them back).
+# Logs and results go to $OUT (the device tool brings them back). The device copy of the tree
+# has no git history: pass TK_GIT_COMMIT=<sha> so the results record the commit measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/tk-gpu-out}
