@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants, hf_api
 
 from hub_server import HubServer
 from kernel_builder.cli import main
@@ -22,29 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REPO = "transformer-kernels/uploaded"
 CPU = "torch214-cxx11-cpu-x86_64-linux"
 UPLOADED_VARIANTS = (CPU, "torch-cuda", "torch-rocm")
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> HubServer:
-    """A fresh test Hub with huggingface_hub pointed at it (as tests/loader/conftest.py does)."""
-    server = HubServer().start()
-    hf_home = tmp_path / "hf_home"
-    for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HOME": str(hf_home),
-                        "HF_HUB_CACHE": str(hf_home / "hub")}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("HF_HUB_OFFLINE", "KERNEL_HUB_CACHE", "LOCAL_KERNELS",
-                 "KERNEL_HUB_TRUSTED_ORGS", "HF_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
-    monkeypatch.setattr(hf_api.api, "endpoint", server.endpoint)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
