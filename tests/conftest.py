@@ -1,5 +1,6 @@
-"""Session fixtures: build the variants once (a no-op when build/ is current) and load each
-through kernel_hub, so every test exercises what users load."""
+"""Shared fixtures: the variants built once (a no-op when build/ is current) and loaded through
+kernel_hub, so every test exercises what users load; and the test Hub with huggingface_hub
+pointed at it."""
 
 from pathlib import Path
 
