@@ -16,8 +16,6 @@ kernels that stream over column blocks twice. Unused pointer arguments are given
 the right dtype and never touched: the HAS_* constexprs turn their uses off.
 """
 
-import dataclasses
-
 import torch
 import triton
 import triton.language as tl
@@ -323,18 +321,6 @@ def rms_norm_bwd(dx, dweight, dy, z, weight, rstd, dresidual) -> None:
 # ---------------------------------------------------------------- ahead-of-time compile specs
 
 
-@dataclasses.dataclass(frozen=True)
-class AotSpec:
-    """One kernel in one configuration, in the form triton.compile's ASTSource takes."""
-
-    name: str
-    dtype: str  # Triton's name of the tensors' element type: "fp32", "fp16" or "bf16"
-    fn: object
-    signature: dict
-    constexprs: dict
-    num_warps: int
-
-
 def _aot_specs_for(dtype: str) -> list:
     data = f"*{dtype}"
     fwd_signature = {
@@ -362,17 +348,9 @@ def _aot_specs_for(dtype: str) -> list:
         (_rms_norm_sum_partials_kernel, sum_signature,
          {"BLOCK_ROWS": SUM_BLOCK_ROWS, "BLOCK_COLS": SUM_BLOCK_COLS}, 4),
     ]
-    return [
-        AotSpec(
-            name=fn.__name__,
-            dtype=dtype,
-            fn=fn,
-            signature={**signature, **{key: "constexpr" for key in constexprs}},
-            constexprs=constexprs,
-            num_warps=num_warps,
-        )
-        for fn, signature, constexprs, num_warps in specs
-    ]
+    return [(dtype, *spec) for spec in specs]
 
 
+# (element type, kernel, runtime signature, constexprs, num_warps) per kernel and dtype: the
+# representative configurations tests/test_triton_aot.py compiles for sm_80, sm_90, gfx942.
 AOT_SPECS = [spec for dtype in ("fp32", "fp16", "bf16") for spec in _aot_specs_for(dtype)]

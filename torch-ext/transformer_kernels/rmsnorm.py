@@ -5,14 +5,17 @@ fake implementations and autograd formulas), the public API, and the Python back
 pure-Python (Triton) variants register for the `*_out` ops.
 """
 
-import os
-
 import torch
 
+from ._checks import (
+    SUPPORTED_DTYPES,
+    check_out_tensor,
+    check_same,
+    out_op_fake,
+    triton_runs_on_cpu,
+)
 from ._ops import BACKEND, add_op_namespace_prefix, ops
 from ._register import FIRST_LOAD
-
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6):
@@ -60,27 +63,18 @@ def _check_args(op: str, x, weight, residual=None) -> None:
             f"{op}: x needs a non-empty last (hidden) dimension, got shape {tuple(x.shape)}"
         )
     if residual is not None:
-        _check_same(op, "residual", residual, x)
+        check_same(op, "residual", residual, x)
         if residual.shape != x.shape:
             raise ValueError(
                 f"{op}: residual must have x's shape {tuple(x.shape)}, got {tuple(residual.shape)}"
             )
     if weight is not None:
-        _check_same(op, "weight", weight, x)
+        check_same(op, "weight", weight, x)
         if tuple(weight.shape) != (x.shape[-1],):
             raise ValueError(
                 f"{op}: weight must have shape ({x.shape[-1]},) (the last dim of x), "
                 f"got {tuple(weight.shape)}"
             )
-
-
-def _check_same(op: str, name: str, t, x) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor or None, got {type(t).__name__}")
-    if t.device != x.device:
-        raise ValueError(f"{op}: {name} is on {t.device} but x is on {x.device}")
-    if t.dtype != x.dtype:
-        raise TypeError(f"{op}: {name} dtype {t.dtype} must match x dtype {x.dtype}")
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -180,9 +174,9 @@ def _register_fakes() -> None:
         ("rms_norm", _rms_norm_fake),
         ("rms_norm_add", _rms_norm_add_fake),
         ("rms_norm_backward", _rms_norm_backward_fake),
-        ("rms_norm_fwd_out", _out_op_fake),
-        ("rms_norm_add_fwd_out", _out_op_fake),
-        ("rms_norm_bwd_out", _out_op_fake),
+        ("rms_norm_fwd_out", out_op_fake),
+        ("rms_norm_add_fwd_out", out_op_fake),
+        ("rms_norm_bwd_out", out_op_fake),
     ):
         torch.library.register_fake(add_op_namespace_prefix(name))(fake)
 
@@ -206,10 +200,6 @@ def _register_python_functional_ops() -> None:
     )
 
 
-def _out_op_fake(*args) -> None:
-    return None
-
-
 def _reference_fwd_out(y, rstd, x, weight, residual, residual_out, eps):
     z = x if residual is None else rms_norm_add_reference(x, residual)[1]
     if residual_out is not None:
@@ -230,30 +220,16 @@ def _reference_bwd_out(dx, dweight, dy, z, weight, rstd, dresidual):
         dweight.copy_((dy.float() * zhat).sum(0))
 
 
-def _check_out_tensor(op: str, name: str, t, x, dtype, shape) -> None:
-    """The checks the C++ binding makes on every tensor handed to a kernel."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device != x.device:
-        raise ValueError(f"{op}: {name} is on {t.device} but x is on {x.device}")
-    if t.dtype != dtype:
-        raise TypeError(f"{op}: {name} must be {dtype}, got {t.dtype}")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{op}: {name} must have shape {list(shape)}, got {list(t.shape)}")
-    if not t.is_contiguous():
-        raise ValueError(f"{op}: {name} must be contiguous")
-
-
 def _check_out_op(op: str, x, tensors: dict) -> None:
     """x: 2-D [rows, hidden], contiguous; `tensors`: name -> (tensor or None, dtype, shape)."""
     if x.dim() != 2 or x.shape[1] == 0:
         raise ValueError(f"{op}: x must be 2-D [rows, hidden] with hidden >= 1, got {list(x.shape)}")
     if x.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{op}: x must be float32, float16 or bfloat16, got {x.dtype}")
-    _check_out_tensor(op, "x", x, x, x.dtype, x.shape)
+    check_out_tensor(op, "x", x, x, x.dtype, x.shape)
     for name, (t, dtype, shape) in tensors.items():
         if t is not None:
-            _check_out_tensor(op, name, t, x, dtype, shape)
+            check_out_tensor(op, name, t, x, dtype, shape)
 
 
 def _register_python_backend(dispatch_key: str, fwd, bwd) -> None:
@@ -297,9 +273,7 @@ def _register_triton_backend() -> None:
 
     _register_python_functional_ops()
     _register_python_backend("CUDA", rmsnorm_triton.rms_norm_fwd, rmsnorm_triton.rms_norm_bwd)
-    # Under TRITON_INTERPRET=1 Triton runs on CPU tensors (how CI tests these kernels);
-    # otherwise CPU tensors get the reference, so the variant still works for them.
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    if triton_runs_on_cpu():
         _register_python_backend("CPU", rmsnorm_triton.rms_norm_fwd, rmsnorm_triton.rms_norm_bwd)
     else:
         _register_python_backend("CPU", _reference_fwd_out, _reference_bwd_out)

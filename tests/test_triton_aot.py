@@ -1,7 +1,7 @@
-"""Every Triton RMSNorm kernel compiles ahead of time for sm_80, sm_90 and gfx942, no GPU needed.
+"""Every Triton kernel compiles ahead of time for sm_80, sm_90 and gfx942, no GPU needed.
 
-The kernels and their representative configurations come from AOT_SPECS in
-kernel_src/rmsnorm/rmsnorm_triton.py, so a kernel added there is compiled here too.
+The kernels and their representative configurations come from AOT_SPECS in each
+kernel_src/<kernel>/*_triton.py, so a kernel added to any of them is compiled here too.
 
 The compiling happens in a child process running this file as a script. Reason: without a GPU,
 conftest sets TRITON_INTERPRET=1 before Triton is imported, and Triton then builds its own
@@ -9,6 +9,7 @@ library functions (tl.sum's combine function, tl.cdiv, ...) for the interpreter,
 triton.compile cannot use. The child starts with the variable removed.
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,15 +19,34 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[1] / "kernel_src" / "rmsnorm" / "rmsnorm_triton.py"
+SOURCES = sorted((Path(__file__).resolve().parents[1] / "kernel_src").glob("*/*_triton.py"))
 TARGET_NAMES = ("sm_80", "sm_90", "gfx942")
 
 
-def _load_kernel_module():
-    spec = importlib.util.spec_from_file_location("rmsnorm_triton_under_test", SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@dataclasses.dataclass(frozen=True)
+class AotSpec:
+    """One kernel in one configuration, in the form triton.compile's ASTSource takes."""
+
+    name: str
+    dtype: str  # Triton's name of the tensors' element type: "fp32", "fp16" or "bf16"
+    fn: object
+    signature: dict  # runtime arguments and constexprs (marked "constexpr")
+    constexprs: dict
+    num_warps: int
+
+
+def _aot_specs() -> list[AotSpec]:
+    """AOT_SPECS of every Triton kernel source, in file order. Each source declares
+    AOT_SPECS = [(dtype, kernel, runtime signature, constexprs, num_warps), ...]."""
+    specs = []
+    for source in SOURCES:
+        loader_spec = importlib.util.spec_from_file_location(f"{source.stem}_under_test", source)
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+        for dtype, fn, signature, constexprs, num_warps in module.AOT_SPECS:
+            full_signature = {**signature, **{key: "constexpr" for key in constexprs}}
+            specs.append(AotSpec(fn.__name__, dtype, fn, full_signature, constexprs, num_warps))
+    return specs
 
 
 def _case_id(spec, target_name: str) -> str:
@@ -47,7 +67,7 @@ def compile_every_spec() -> dict:
     artifacts = {"cuda": ("ptx", "cubin"), "hip": ("amdgcn", "hsaco")}
 
     results = {}
-    for spec in _load_kernel_module().AOT_SPECS:
+    for spec in _aot_specs():
         for target_name, target in targets.items():
             source = triton.compiler.ASTSource(fn=spec.fn, signature=spec.signature, constexprs=spec.constexprs)
             try:
@@ -70,7 +90,7 @@ def compile_every_spec() -> dict:
 @pytest.fixture(scope="module")
 def compiled_cases(tmp_path_factory) -> dict:
     pytest.importorskip("triton")
-    out = tmp_path_factory.mktemp("rmsnorm_aot") / "results.json"
+    out = tmp_path_factory.mktemp("triton_aot") / "results.json"
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     child = subprocess.run(
         [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=300
@@ -81,7 +101,7 @@ def compiled_cases(tmp_path_factory) -> dict:
 
 def _cases():
     try:
-        specs = _load_kernel_module().AOT_SPECS
+        specs = _aot_specs()
     except ImportError:  # no Triton here: the fixture skips every case
         return [pytest.param("triton-missing", id="triton-missing")]
     return [_case_id(spec, target) for spec in specs for target in TARGET_NAMES]
