@@ -73,6 +73,18 @@ __device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const
   }
 }
 
+// The weight row, or ones when there is no weight.
+template <int kThreadsPerRow, int kVecsPerThread, typename T, int N>
+__device__ __forceinline__ void load_weight_row(Vec<T, N> (&out)[kVecsPerThread], const T* weight,
+                                                int lane, int num_vecs) {
+  if (weight != nullptr) {
+    load_row<kThreadsPerRow>(out, reinterpret_cast<const Vec<T, N>*>(weight), lane, num_vecs);
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < kVecsPerThread; ++k) out[k] = filled<T, N>(1.0f);
+}
+
 template <int kThreadsPerRow, int kVecsPerThread, typename V>
 __device__ __forceinline__ void store_row(V* row, const V (&in)[kVecsPerThread], int lane,
                                           int num_vecs) {
@@ -221,12 +233,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     // Read per row (an L1/L2 hit after the first): hoisted out of the loop, its fp32
     // conversion would stay live across every row and double its registers.
     V weight[kVecsPerThread];
-    if (p.weight != nullptr) {
-      load_row<kThreadsPerRow>(weight, reinterpret_cast<const V*>(p.weight), lane, num_vecs);
-    } else {
-#pragma unroll
-      for (int k = 0; k < kVecsPerThread; ++k) weight[k] = filled<T, kVec>(1.0f);
-    }
+    load_weight_row<kThreadsPerRow>(weight, p.weight, lane, num_vecs);
 
     float squares = 0.0f;
 #pragma unroll
@@ -335,12 +342,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     // Read per row (an L1/L2 hit), like the forward: held across rows it cost the registers
     // that 4 vectors per thread need (bf16 spilled on sm_75 and sm_80 at 128 registers).
     V weight[kVecsPerThread];
-    if (p.weight != nullptr) {
-      load_row<kThreadsPerRow>(weight, reinterpret_cast<const V*>(p.weight), lane, num_vecs);
-    } else {
-#pragma unroll
-      for (int k = 0; k < kVecsPerThread; ++k) weight[k] = filled<T, kVec>(1.0f);
-    }
+    load_weight_row<kThreadsPerRow>(weight, p.weight, lane, num_vecs);
 
     float dot = 0.0f;
 #pragma unroll
