@@ -28,7 +28,7 @@ Activation parse_activation(std::string_view name, const char* op) {
 Activation parse_approximate(std::string_view name, const char* op) {
   if (name == "tanh") return Activation::kGeluTanh;
   if (name == "none") return Activation::kGelu;
-  TORCH_CHECK_VALUE(false, op, ": approximate must be 'tanh' or 'none', got '", name, "'");
+  TORCH_CHECK_VALUE(false, op, ": approximate must be one of 'tanh', 'none', got '", name, "'");
 }
 
 // x of a gated out op: [rows, 2 * hidden], hidden >= 1, contiguous, on a supported device.

@@ -22,6 +22,8 @@ _TWO_SQRT_TWO_OVER_PI = tl.constexpr(1.5957691216057308)  # 2 * sqrt(2 / pi)
 _GELU_TANH_CUBIC = tl.constexpr(0.044715)
 _SQRT_HALF = tl.constexpr(0.7071067811865476)  # 1 / sqrt(2)
 _INV_SQRT_TWO_PI = tl.constexpr(0.3989422804014327)  # 1 / sqrt(2 pi)
+# (Under Triton 3.8's interpreter a constexpr on the left of `*` wraps the tensor product in a
+# constexpr, which a nested jit call then rejects: the kernels keep tensors on the left.)
 
 # Elements per program: gated kernels take a [BLOCK_ROWS, BLOCK_COLS] tile of y with
 # BLOCK_ROWS * BLOCK_COLS = GATED_TILE (BLOCK_COLS at most MAX_GATED_COLS); elementwise kernels
@@ -43,7 +45,7 @@ def _sigmoid(z):
 def _activation(a, ACT: tl.constexpr):
     """act(a) for fp32 a."""
     if ACT == 0:
-        out = a * _sigmoid(_TWO_SQRT_TWO_OVER_PI * a * (1.0 + _GELU_TANH_CUBIC * a * a))
+        out = a * _sigmoid(a * _TWO_SQRT_TWO_OVER_PI * (1.0 + a * a * _GELU_TANH_CUBIC))
     elif ACT == 1:
         out = a * (0.5 * (1.0 + tl.erf(a * _SQRT_HALF)))
     else:
@@ -56,9 +58,10 @@ def _activation_and_grad(a, ACT: tl.constexpr):
     """(act(a), act'(a)) for fp32 a."""
     if ACT == 0:
         a2 = a * a
-        s = _sigmoid(_TWO_SQRT_TWO_OVER_PI * a * (1.0 + _GELU_TANH_CUBIC * a2))
+        s = _sigmoid(a * _TWO_SQRT_TWO_OVER_PI * (1.0 + a2 * _GELU_TANH_CUBIC))
         out = a * s
-        grad = s + a * s * (1.0 - s) * (_TWO_SQRT_TWO_OVER_PI * (1.0 + 3.0 * _GELU_TANH_CUBIC * a2))
+        dz_da = (1.0 + a2 * (3.0 * _GELU_TANH_CUBIC)) * _TWO_SQRT_TWO_OVER_PI
+        grad = s + a * s * (1.0 - s) * dz_da
     elif ACT == 1:
         cdf = 0.5 * (1.0 + tl.erf(a * _SQRT_HALF))
         out = a * cdf
