@@ -231,7 +231,8 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
 def _block(kernel, x, z):
     # Only our ops (and views): inductor has nothing of its own to generate, so the compile is
     # quick on CPU.
-    return kernel.gelu(kernel.geglu(x, approximate="none", swap_halves=True)), kernel.silu_and_mul(z)
+    y = kernel.gelu(kernel.geglu(x, approximate="none", swap_halves=True))
+    return y, kernel.silu_and_mul(z)
 
 
 def test_compiled_forward_and_backward_equal_eager(variant_modules):

@@ -111,7 +111,9 @@ void elementwise(T* out, const T* x, const T* dy, int64_t numel) {
 }
 
 Status check_gated(int64_t rows, int64_t hidden, Activation activation, DType dtype) {
-  if (!is_known_dtype(dtype)) return Status::Error(StatusCode::kUnsupportedDType, "geglu: unknown dtype");
+  if (!is_known_dtype(dtype)) {
+    return Status::Error(StatusCode::kUnsupportedDType, "geglu: unknown dtype");
+  }
   if (!is_known_activation(activation)) return invalid("geglu: unknown activation");
   if (rows < 0) return invalid("geglu: rows must be >= 0");
   if (hidden < 1) return invalid("geglu: hidden must be >= 1");
@@ -119,7 +121,9 @@ Status check_gated(int64_t rows, int64_t hidden, Activation activation, DType dt
 }
 
 Status check_elementwise(int64_t numel, Activation activation, DType dtype) {
-  if (!is_known_dtype(dtype)) return Status::Error(StatusCode::kUnsupportedDType, "gelu: unknown dtype");
+  if (!is_known_dtype(dtype)) {
+    return Status::Error(StatusCode::kUnsupportedDType, "gelu: unknown dtype");
+  }
   if (activation != Activation::kGeluTanh && activation != Activation::kGelu) {
     return invalid("gelu: activation must be kGeluTanh or kGelu");
   }
@@ -130,7 +134,8 @@ Status check_elementwise(int64_t numel, Activation activation, DType dtype) {
 }  // namespace
 
 Status fwd_cpu(const FwdArgs& args) {
-  if (Status s = check_gated(args.rows, args.hidden, args.activation, args.dtype); !s.ok()) return s;
+  const Status status = check_gated(args.rows, args.hidden, args.activation, args.dtype);
+  if (!status.ok()) return status;
   if (args.rows > 0 && (args.y == nullptr || args.x == nullptr)) {
     return invalid("geglu: y and x must not be null");
   }
@@ -141,7 +146,8 @@ Status fwd_cpu(const FwdArgs& args) {
 }
 
 Status bwd_cpu(const BwdArgs& args) {
-  if (Status s = check_gated(args.rows, args.hidden, args.activation, args.dtype); !s.ok()) return s;
+  const Status status = check_gated(args.rows, args.hidden, args.activation, args.dtype);
+  if (!status.ok()) return status;
   if (args.rows > 0 && (args.dx == nullptr || args.dy == nullptr || args.x == nullptr)) {
     return invalid("geglu: dx, dy and x must not be null");
   }

@@ -212,8 +212,9 @@ def _aot_specs_for(dtype: str) -> list:
         specs.append((_geglu_fwd_kernel, fwd_signature, {**tile, "ACT": act}, GATED_WARPS))
         specs.append((_geglu_bwd_kernel, bwd_signature, {**tile, "ACT": act}, GATED_WARPS))
     for act in flat_acts:
-        specs.append((_gelu_fwd_kernel, flat_fwd_signature, {**flat, "ACT": act}, ELEMENTWISE_WARPS))
-        specs.append((_gelu_bwd_kernel, flat_bwd_signature, {**flat, "ACT": act}, ELEMENTWISE_WARPS))
+        for kernel, signature in ((_gelu_fwd_kernel, flat_fwd_signature),
+                                  (_gelu_bwd_kernel, flat_bwd_signature)):
+            specs.append((kernel, signature, {**flat, "ACT": act}, ELEMENTWISE_WARPS))
     return [(dtype, *spec) for spec in specs]
 
 
