@@ -68,7 +68,7 @@ def _geglu_in_dtype(x, activation, swap_halves):
     return _act_in_dtype(a, activation) * b
 
 
-def _check_grad_op(kernel, op, inputs, reference, in_dtype, what):
+def _check_grad_op(op, inputs, reference, in_dtype, what):
     """op(*inputs) forward and backward against reference (fp64) and in_dtype (baseline)."""
     leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
     out = op(*leaves)
@@ -95,7 +95,6 @@ def test_geglu_forward_and_backward_match_reference(backend, dtype, activation, 
     for rows, hidden in shapes:
         x = torch.randn(rows, 2 * hidden, dtype=dtype, device=device)
         _check_grad_op(
-            kernel,
             lambda t: kernel.ops.geglu(t, activation, swap_halves),
             [x],
             lambda t: kernel.geglu_reference(t, activation, swap_halves),
@@ -112,7 +111,6 @@ def test_gelu_forward_and_backward_match_reference(backend, dtype, approximate):
     for shape in [(rows, 2 * hidden + 1) for rows, hidden in shapes] + [(2, 3, 16), (0,)]:
         x = 3 * torch.randn(shape, dtype=dtype, device=device)
         _check_grad_op(
-            kernel,
             lambda t: kernel.gelu(t, approximate),
             [x],
             lambda t: kernel.gelu_reference(t, approximate),
@@ -165,7 +163,6 @@ def test_leading_dims_and_non_contiguous_input(backend):
     x = base[..., ::2]  # [2, 3, 2 * hidden], non-contiguous
     for activation, swap in [("gelu_tanh", False), ("gelu", True), ("silu", False)]:
         _check_grad_op(
-            kernel,
             lambda t: kernel.ops.geglu(t[..., ::2], activation, swap),
             [base],
             lambda t: kernel.geglu_reference(t[..., ::2], activation, swap),
@@ -175,7 +172,6 @@ def test_leading_dims_and_non_contiguous_input(backend):
     assert kernel.ops.geglu(x, "gelu", False).shape == (2, 3, hidden)
     xt = torch.randn(2 * hidden + 1, 3, device=device).t()  # transposed
     _check_grad_op(
-        kernel,
         lambda t: kernel.gelu(t.t(), "tanh"),
         [xt.t()],
         lambda t: kernel.gelu_reference(t.t(), "tanh"),
