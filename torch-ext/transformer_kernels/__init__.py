@@ -6,15 +6,21 @@ fake implementation and autograd, so it runs in eager mode and under torch.compi
 
 from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
+from .geglu import geglu, geglu_reference, gelu, gelu_reference, silu_and_mul
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
 
 __all__ = [
     "BACKEND",
     "add_op_namespace_prefix",
+    "geglu",
+    "geglu_reference",
+    "gelu",
+    "gelu_reference",
     "layers",
     "ops",
     "rms_norm",
     "rms_norm_add",
     "rms_norm_add_reference",
     "rms_norm_reference",
+    "silu_and_mul",
 ]

@@ -33,4 +33,18 @@ SCHEMAS: dict[str, str] = {
         "(Tensor dy, Tensor z, Tensor? weight, Tensor rstd, Tensor? dresidual,"
         " bool want_dweight) -> (Tensor, Tensor)"
     ),
+    # GEGLU family. geglu: x [..., 2H] -> act(a) * b [..., H] with (a, b) the two halves of the
+    # last dim (swapped when swap_halves); activation is "gelu_tanh", "gelu" or "silu". gelu:
+    # elementwise, approximate "tanh" or "none". Out ops take contiguous tensors: geglu x and dx
+    # [rows, 2H], y and dy [rows, H]; gelu any shape.
+    "geglu_fwd_out": "(Tensor(a!) y, Tensor x, str activation, bool swap_halves) -> ()",
+    "geglu_bwd_out": (
+        "(Tensor(a!) dx, Tensor dy, Tensor x, str activation, bool swap_halves) -> ()"
+    ),
+    "gelu_fwd_out": "(Tensor(a!) y, Tensor x, str approximate) -> ()",
+    "gelu_bwd_out": "(Tensor(a!) dx, Tensor dy, Tensor x, str approximate) -> ()",
+    "geglu": "(Tensor x, str activation, bool swap_halves) -> Tensor",
+    "geglu_backward": "(Tensor dy, Tensor x, str activation, bool swap_halves) -> Tensor",
+    "gelu": "(Tensor x, str approximate) -> Tensor",
+    "gelu_backward": "(Tensor dy, Tensor x, str approximate) -> Tensor",
 }
