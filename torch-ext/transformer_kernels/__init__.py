@@ -7,14 +7,18 @@ fake implementation and autograd, so it runs in eager mode and under torch.compi
 from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
+from .rope import apply_rotary, apply_rotary_pos_emb, rope_reference
 
 __all__ = [
     "BACKEND",
     "add_op_namespace_prefix",
+    "apply_rotary",
+    "apply_rotary_pos_emb",
     "layers",
     "ops",
     "rms_norm",
     "rms_norm_add",
     "rms_norm_add_reference",
     "rms_norm_reference",
+    "rope_reference",
 ]

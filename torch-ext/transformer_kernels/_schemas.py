@@ -33,4 +33,20 @@ SCHEMAS: dict[str, str] = {
         "(Tensor dy, Tensor z, Tensor? weight, Tensor rstd, Tensor? dresidual,"
         " bool want_dweight) -> (Tensor, Tensor)"
     ),
+    # RoPE. q, k: [B, S, H, D] (layout "bshd") or [B, H, S, D] ("bhsd"), any strides with a
+    # contiguous last dim; cos, sin: [S, R/2] or [B, S, R/2], or tables [P, R/2] read at
+    # `positions`; dims R..D pass through. k_out / the second output are absent / empty (numel 0)
+    # when k is None. conjugate rotates by -angle (the backward).
+    "rope_fwd_out": (
+        "(Tensor(a!) q_out, Tensor(b!)? k_out, Tensor q, Tensor? k, Tensor cos, Tensor sin,"
+        " Tensor? positions, str layout, bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope_inplace": (
+        "(Tensor(a!) q, Tensor(b!)? k, Tensor cos, Tensor sin, Tensor? positions, str layout,"
+        " bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope": (
+        "(Tensor q, Tensor? k, Tensor cos, Tensor sin, Tensor? positions, str layout,"
+        " bool interleaved, bool conjugate) -> (Tensor, Tensor)"
+    ),
 }

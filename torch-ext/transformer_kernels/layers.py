@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .rmsnorm import rms_norm
+from .rope import apply_rotary_pos_emb
 
 
 class RMSNorm(nn.Module):
@@ -37,4 +38,31 @@ class RMSNorm(nn.Module):
         return rms_norm(hidden_states, weight.to(hidden_states.dtype), eps).to(out_dtype)
 
 
-__all__ = ["RMSNorm"]
+class ApplyRotaryPosEmb(nn.Module):
+    """Replaces transformers' `apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)` in the
+    models that expose it to Hub kernels (Llama, Mistral, Qwen2/3, Gemma and the other copies of
+    modeling_llama's function): recent transformers decorate it with
+    `@use_kernel_func_from_hub("rotary_pos_emb")`, which turns the function into an nn.Module
+    whose forward takes the function's parameters and carries the layer name
+    "rotary_pos_emb", and `@use_kernelized_func(apply_rotary_pos_emb)` on the attention class
+    registers that module with the model, so kernelize can swap its forward for this one.
+
+    The signature is that of the decorated function, (q, k, cos, sin, unsqueeze_dim=1): the
+    versions with the decorator no longer take position_ids (transformers 4.38 to 4.47 had a
+    `position_ids=None` parameter, "Deprecated and unused"; the package-level
+    `apply_rotary_pos_emb` still accepts it). Layer validation compares parameter names, so a
+    position_ids parameter here would make this layer unusable on every host that has the hook.
+
+    q, k: [B, H, S, D] for unsqueeze_dim=1 (transformers' layout), [B, S, H, D] for 2; cos, sin:
+    [B, S, D] built as cat(freqs, freqs) (only the first half is read). Returns (q_embed, k_embed)
+    in q's dtype, computed in fp32.
+    """
+
+    can_torch_compile = True
+    has_backward = True
+
+    def forward(self, q, k, cos, sin, unsqueeze_dim=1):
+        return apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+
+
+__all__ = ["ApplyRotaryPosEmb", "RMSNorm"]
