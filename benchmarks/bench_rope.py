@@ -34,10 +34,6 @@ QUICK_SHAPES = [(8, 4096, 32, 128), (2, 8, 32, 48, 32, 64)]
 GQA_GROUP = 4  # q heads per k head
 
 
-def is_3d(shape: tuple[int, ...]) -> bool:
-    return len(shape) == 6
-
-
 def rope_bytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
     """Either direction: read q and k, write them (or dq and dk), and the fp32 cos / sin tables
     [S, D/2] read once."""
@@ -161,12 +157,78 @@ def liger_rope(full: FullTables) -> Peer:
     return Peer("liger", run)
 
 
+# ---------------------------------------------------------------- 3D
+
+
+def wan_tables(grid, split, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusers' WanRotaryPosEmbed output for the grid: fp32 cos / sin [1, S, 1, D], each angle
+    repeated for both elements of its pair (built in fp64, as diffusers builds it)."""
+    frames, height, width = grid
+    s = torch.arange(frames * height * width, device=device)
+    coords = (s // (height * width), (s // width) % height, s % width)
+    parts = []
+    for coord, d in zip(coords, split):
+        inv_freq = THETA ** (-torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
+        parts.append(coord.double()[:, None] * inv_freq[None, :])
+    angles = torch.cat(parts, dim=-1).repeat_interleave(2, dim=-1)[None, :, None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def diffusers_rope(x, freqs_cos, freqs_sin):
+    """The interleaved rotation of diffusers' WanAttnProcessor (its apply_rotary_emb)."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = freqs_cos[..., 0::2], freqs_sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
+
+
+def rope3d_case(kernel: Any, shape: tuple[int, ...], dtype: torch.dtype) -> Case:
+    batch, frames, height, width, heads, head_dim = shape
+    grid, split = (frames, height, width), wan_split(head_dim)
+    reference = _module(kernel).rope3d_reference
+    tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def wan(device: str):
+        if device not in tables:
+            tables[device] = wan_tables(grid, split, device)
+        return tables[device]
+
+    def draw(device: str) -> dict[str, torch.Tensor]:
+        return {"x": torch.randn(batch, frames * height * width, heads, head_dim, device=device,
+                                 dtype=dtype)}
+
+    def ref(x):
+        return reference(x, grid, split, THETA)
+
+    def eager(x):
+        return diffusers_rope(x, *wan(x.device.type))
+
+    def in_dtype(x):
+        freqs_cos, freqs_sin = wan(x.device.type)
+        return diffusers_rope(x, freqs_cos.to(x.dtype), freqs_sin.to(x.dtype))
+
+    compiled = torch.compile(diffusers_rope, dynamic=False, fullgraph=True)
+    apply_rope3d = getattr(kernel, "apply_rope3d", None)
+    ours = (Peer(OURS, lambda x: apply_rope3d(x, grid, split, THETA)) if apply_rope3d is not None
+            else Peer(OURS, skip=f"{kernel.__name__} has no apply_rope3d"))
+    peers = [Peer("eager", eager), Peer("compile", lambda x: compiled(x, *wan(x.device.type))),
+             ours]
+    nbytes = rope3d_bytes(shape, dtype)
+    return Case(kernel=KERNEL, op="rope3d", shape=shape, dtype=dtype, make_inputs=draw,
+                reference=ref, lowp=in_dtype, peers=peers, grad_inputs=("x",), fwd_bytes=nbytes,
+                bwd_bytes=nbytes)
+
+
 # ---------------------------------------------------------------- build
 
 
 def build_cases(kernel: Any, shape: tuple[int, ...], dtype: torch.dtype) -> list[Case]:
     if len(shape) == 4:
         return [rope_case(kernel, shape, dtype)]
+    if len(shape) == 6:
+        return [rope3d_case(kernel, shape, dtype)]
     raise ValueError(f"rope shapes are (B, S, H, D) for 1D or (B, T, H, W, heads, D) for 3D, "
                      f"got {shape}")
 

@@ -329,8 +329,11 @@ def test_compiled_forward_and_backward_equal_eager(variant_modules):
     leaves = [torch.randn(2, 6, 4, 16, device=device), torch.randn(2, 6, 2, 16, device=device)]
 
     def block(q, k):
+        # One graph for both ops (1D and the 3D of test_rope3d.py): each compiled graph costs
+        # seconds of inductor time on CPU.
         q_rot, k_rot = kernel.apply_rotary(q * 2.0, k, cos, sin)
-        return (q_rot.sum(2, keepdim=True) * k_rot).sum()
+        k_3d = kernel.apply_rope3d(k_rot, (1, 2, 3), (4, 6, 6))
+        return (q_rot.sum(2, keepdim=True) * k_3d).sum()
 
     def run(fn):
         inputs = [t.clone().requires_grad_(True) for t in leaves]
@@ -443,8 +446,11 @@ def test_benchmark_bytes_and_peers_on_cpu(variant_modules):
     assert bench_rope.rope_bytes((8, 4096, 32, 128), torch.bfloat16) == 2 * 2 * n + 4 * 2 * 4096 * 64
     assert harness.parse_args(bench_rope.BENCH, []).shapes_list == [
         s for shapes in bench_rope.SHAPES.values() for s in shapes]
+    m = 2 * 8 * 32 * 48 * 32 * 64
+    assert bench_rope.rope3d_bytes((2, 8, 32, 48, 32, 64), torch.bfloat16) == 2 * 2 * m
+    assert bench_rope.wan_split(64) == (24, 20, 20) and bench_rope.wan_split(128) == (44, 42, 42)
     torch.manual_seed(0)
-    for shape in [(2, 6, 8, 32)]:
+    for shape in [(2, 6, 8, 32), (1, 2, 3, 4, 2, 64)]:
         [case] = bench_rope.build_cases(variant_modules["cpu"], shape, torch.bfloat16)
         inputs = case.make_inputs("cpu")
         for name in case.grad_inputs:

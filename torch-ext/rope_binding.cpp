@@ -258,6 +258,89 @@ std::tuple<at::Tensor, at::Tensor> rope(const at::Tensor& q, const std::optional
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3D
+
+struct Grid3d {
+  std::array<int64_t, 3> grid;
+  std::array<int64_t, 3> split;
+  std::array<float, 3> scale;
+};
+
+Grid3d check_rope3d_args(const char* op, const at::Tensor& x, at::IntArrayRef grid,
+                         at::IntArrayRef split, double theta, at::ArrayRef<double> scale,
+                         LayoutDims d) {
+  check_data(x, op, "x");
+  const int64_t seq = x.size(d.seq);
+  TORCH_CHECK_VALUE(grid.size() == 3, op, ": grid must be (T, H, W), got ", grid);
+  TORCH_CHECK_VALUE(grid[0] >= 1 && grid[1] >= 1 && grid[2] >= 1, op,
+                    ": grid entries must be >= 1, got ", grid);
+  // Compared by division so that the product cannot overflow.
+  TORCH_CHECK_VALUE(seq % grid[0] == 0 && (seq / grid[0]) % grid[1] == 0 &&
+                        seq / grid[0] / grid[1] == grid[2],
+                    op, ": grid ", grid, " must multiply to the sequence length S = ", seq);
+  TORCH_CHECK_VALUE(split.size() == 3, op, ": split must be (d_t, d_h, d_w), got ", split);
+  int64_t rot_dim = 0;
+  for (const int64_t width : split) {
+    TORCH_CHECK_VALUE(width >= 0 && width % 2 == 0, op,
+                      ": split entries must be even and >= 0, got ", split);
+    rot_dim += width;
+  }
+  TORCH_CHECK_VALUE(rot_dim >= 2 && rot_dim <= x.size(3), op, ": split ", split,
+                    " must sum to between 2 and head_dim = ", x.size(3), ", got ", rot_dim);
+  TORCH_CHECK_VALUE(std::isfinite(theta) && theta > 0, op, ": theta must be a positive number, got ",
+                    theta);
+  TORCH_CHECK_VALUE(scale.size() == 3, op, ": scale must have 3 entries (t, h, w), got ", scale);
+  Grid3d g{};
+  for (int a = 0; a < 3; ++a) {
+    TORCH_CHECK_VALUE(std::isfinite(scale[a]), op, ": scale entries must be finite, got ", scale);
+    g.grid[a] = grid[a];
+    g.split[a] = split[a];
+    g.scale[a] = static_cast<float>(scale[a]);
+  }
+  return g;
+}
+
+void rope3d_fwd_out(at::Tensor& out, const at::Tensor& x, at::IntArrayRef grid,
+                    at::IntArrayRef split, double theta, at::ArrayRef<double> scale,
+                    c10::string_view layout, bool interleaved, bool conjugate) {
+  constexpr const char* op = "rope3d_fwd_out";
+  const LayoutDims d = layout_dims(layout, op);
+  const Grid3d g = check_rope3d_args(op, x, grid, split, theta, scale, d);
+  check_last_dim_contiguous(x, op, "x");
+  TORCH_CHECK_VALUE(out.device() == x.device(), op, ": out is on ", out.device(),
+                    " but x is on ", x.device());
+  TORCH_CHECK_TYPE(out.scalar_type() == x.scalar_type(), op, ": out dtype ", out.scalar_type(),
+                   " must match x dtype ", x.scalar_type());
+  TORCH_CHECK_VALUE(out.sizes() == x.sizes(), op, ": out must have shape ", x.sizes(), ", got ",
+                    out.sizes());
+  check_last_dim_contiguous(out, op, "out");
+
+  tk::rope::Args3d args;
+  args.x = common_of(x, d, g.split[0] + g.split[1] + g.split[2], interleaved, conjugate, op);
+  args.x.q = rows_of(x, out, d);
+  for (int a = 0; a < 3; ++a) {
+    args.grid[a] = g.grid[a];
+    args.split[a] = g.split[a];
+    args.scale[a] = g.scale[a];
+  }
+  args.theta = theta;
+  run_on_device(
+      x, op, [&](void* stream) { return tk::rope::fwd3d_cuda(args, stream); },
+      [&] { return tk::rope::fwd3d_cpu(args); });
+}
+
+at::Tensor rope3d(const at::Tensor& x, at::IntArrayRef grid, at::IntArrayRef split, double theta,
+                  at::ArrayRef<double> scale, c10::string_view layout, bool interleaved,
+                  bool conjugate) {
+  constexpr const char* op = "rope3d";
+  check_rope3d_args(op, x, grid, split, theta, scale, layout_dims(layout, op));
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  rope3d_fwd_out(out, last_dim_contiguous(x), grid, split, theta, scale, layout, interleaved,
+                 conjugate);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Autograd: the rotation is linear in q and k, and its backward is the rotation by the
 // opposite angle (conjugate flipped), run through the dispatcher so that torch.compile and
 // double backward see the same ops.
@@ -274,6 +357,15 @@ std::tuple<at::Tensor, at::Tensor> call_rope(const at::Tensor& q,
               const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
               const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view, bool, bool)>();
   return op.call(q, k, cos, sin, positions, layout, interleaved, conjugate);
+}
+
+at::Tensor call_rope3d(const at::Tensor& x, at::IntArrayRef grid, at::IntArrayRef split,
+                       double theta, at::ArrayRef<double> scale, c10::string_view layout,
+                       bool interleaved, bool conjugate) {
+  static const auto op = find_op("rope3d").typed<at::Tensor(
+      const at::Tensor&, at::IntArrayRef, at::IntArrayRef, double, at::ArrayRef<double>,
+      c10::string_view, bool, bool)>();
+  return op.call(x, grid, split, theta, scale, layout, interleaved, conjugate);
 }
 
 class RopeFunction : public torch::autograd::Function<RopeFunction> {
@@ -322,6 +414,43 @@ class RopeFunction : public torch::autograd::Function<RopeFunction> {
   }
 };
 
+class Rope3dFunction : public torch::autograd::Function<Rope3dFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& x, at::IntArrayRef grid,
+                                                at::IntArrayRef split, double theta,
+                                                at::ArrayRef<double> scale,
+                                                c10::string_view layout, bool interleaved,
+                                                bool conjugate) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = call_rope3d(x, grid, split, theta, scale, layout, interleaved, conjugate);
+    ctx->saved_data["grid"] = grid.vec();
+    ctx->saved_data["split"] = split.vec();
+    ctx->saved_data["theta"] = theta;
+    ctx->saved_data["scale"] = scale.vec();
+    ctx->saved_data["layout"] = std::string(layout);
+    ctx->saved_data["interleaved"] = interleaved;
+    ctx->saved_data["conjugate"] = conjugate;
+    return {out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto& data = ctx->saved_data;
+    const std::vector<int64_t> grid = data["grid"].toIntVector();
+    const std::vector<int64_t> split = data["split"].toIntVector();
+    const std::vector<double> scale = data["scale"].toDoubleVector();
+    at::Tensor dx;
+    if (grads[0].defined()) {
+      dx = call_rope3d(grads[0], grid, split, data["theta"].toDouble(), scale,
+                       data["layout"].toStringRef(), data["interleaved"].toBool(),
+                       !data["conjugate"].toBool());
+    }
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> rope_autograd(
     const at::Tensor& q, const std::optional<at::Tensor>& k, const at::Tensor& cos,
     const at::Tensor& sin, const std::optional<at::Tensor>& positions, c10::string_view layout,
@@ -334,17 +463,26 @@ std::tuple<at::Tensor, at::Tensor> rope_autograd(
   return {out[0], out[1]};
 }
 
+at::Tensor rope3d_autograd(const at::Tensor& x, at::IntArrayRef grid, at::IntArrayRef split,
+                           double theta, at::ArrayRef<double> scale, c10::string_view layout,
+                           bool interleaved, bool conjugate) {
+  return Rope3dFunction::apply(x, grid, split, theta, scale, layout, interleaved, conjugate)[0];
+}
+
 void register_out_ops(torch::Library& lib) {
   lib.impl("rope_fwd_out", &rope_fwd_out);
   lib.impl("rope_inplace", &rope_inplace);
+  lib.impl("rope3d_fwd_out", &rope3d_fwd_out);
 }
 
 void register_functional_ops(torch::Library& lib) {
   lib.impl("rope", &rope);
+  lib.impl("rope3d", &rope3d);
 }
 
 void register_autograd(torch::Library& lib) {
   lib.impl("rope", &rope_autograd);
+  lib.impl("rope3d", &rope3d_autograd);
 }
 
 }  // namespace

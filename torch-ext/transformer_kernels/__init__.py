@@ -7,11 +7,12 @@ fake implementation and autograd, so it runs in eager mode and under torch.compi
 from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
-from .rope import apply_rotary, apply_rotary_pos_emb, rope_reference
+from .rope import apply_rope3d, apply_rotary, apply_rotary_pos_emb, rope3d_reference, rope_reference
 
 __all__ = [
     "BACKEND",
     "add_op_namespace_prefix",
+    "apply_rope3d",
     "apply_rotary",
     "apply_rotary_pos_emb",
     "layers",
@@ -20,5 +21,6 @@ __all__ = [
     "rms_norm_add",
     "rms_norm_add_reference",
     "rms_norm_reference",
+    "rope3d_reference",
     "rope_reference",
 ]

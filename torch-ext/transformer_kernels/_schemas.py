@@ -49,4 +49,15 @@ SCHEMAS: dict[str, str] = {
         "(Tensor q, Tensor? k, Tensor cos, Tensor sin, Tensor? positions, str layout,"
         " bool interleaved, bool conjugate) -> (Tensor, Tensor)"
     ),
+    # RoPE 3D (video): x [B, S, heads, D] ("bshd") or [B, heads, S, D] ("bhsd") with S = T*H*W;
+    # grid (T, H, W), split (d_t, d_h, d_w) even widths along D (dims past their sum pass
+    # through), per-axis position scale; angles computed in the kernel.
+    "rope3d_fwd_out": (
+        "(Tensor(a!) out, Tensor x, int[] grid, int[] split, float theta, float[] scale,"
+        " str layout, bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope3d": (
+        "(Tensor x, int[] grid, int[] split, float theta, float[] scale, str layout,"
+        " bool interleaved, bool conjugate) -> Tensor"
+    ),
 }

@@ -8,7 +8,16 @@ contiguous last dim (q may be sliced out of a fused qkv projection); k may have 
   interleaved=False: rotate-half pairs (i, i + R/2) (GPT-NeoX, Llama, transformers)
   interleaved=True:  pairs (2i, 2i + 1) (GPT-J, complex-number formulations)
   (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin); conjugate rotates by -angle.
+
+3D (video DiTs): x is [B, S, heads, D] ("bshd") or [B, heads, S, D] ("bhsd") with S = T*H*W
+tokens in (t, h, w) order. The rotated dims are three bands along D, t then h then w, of even
+widths split = (d_t, d_h, d_w); token s = (t, h, w) has positions idx_a * scale_a, and pair i of
+band a the angle position_a * theta^(-2i / d_a). Interleaved (the complex-pair form of Wan and
+HunyuanVideo, the default) or rotate-half within each band. The kernels compute the angles; no
+[S, D] table exists.
 """
+
+import math
 
 import torch
 
@@ -52,6 +61,11 @@ def _table_for(x, table, positions, layout: str, compute):
     table = table.to(compute)
     if positions is not None:
         table = table[positions.long()]  # [S, R/2] or [B, S, R/2]
+    return _broadcast_table(table, layout)
+
+
+def _broadcast_table(table, layout: str):
+    """[S, R/2] or [B, S, R/2] -> [B or 1, S, 1, R/2] ("bshd") or [B or 1, 1, S, R/2] ("bhsd")."""
     if table.dim() == 2:
         table = table.unsqueeze(0)
     return table.unsqueeze(2) if layout == "bshd" else table.unsqueeze(1)
@@ -71,6 +85,37 @@ def rope_reference(q, k=None, cos=None, sin=None, positions=None, layout: str = 
         return _rotate_pairs(x.to(compute), c, s, bands, interleaved, conjugate).to(x.dtype)
 
     return rotate(q), (rotate(k) if k is not None else None)
+
+
+def _grid_tables(grid, split, theta: float, scale, compute, device):
+    """The explicit cos / sin tables [S, R/2] of the 3D rotation, in `compute`: per band the
+    fp32 (fp64 for fp64) frequencies theta^(-2i / d_a) times positions idx_a * scale_a."""
+    frames, height, width = grid
+    index = torch.arange(frames * height * width, device=device)
+    coords = (index // (height * width), (index // width) % height, index % width)
+    angles = []
+    for coord, width_a, scale_a in zip(coords, split, scale):
+        if width_a == 0:
+            continue
+        inv_freq = (theta ** (-torch.arange(0, width_a, 2, dtype=torch.float64) / width_a))
+        position = coord.to(compute) * torch.tensor(scale_a, dtype=compute)
+        angles.append(position[:, None] * inv_freq.to(compute).to(device)[None, :])
+    angle = torch.cat(angles, dim=-1)
+    return angle.cos(), angle.sin()
+
+
+def rope3d_reference(x, grid, split, theta: float = 10000.0, scale=(1.0, 1.0, 1.0),
+                     layout: str = "bshd", interleaved: bool = True, conjugate: bool = False):
+    """Pure PyTorch 3D RoPE: builds the explicit [S, R/2] table in fp32 (fp64 for fp64 x), then
+    rotates band by band; returns x's dtype. Same arguments and meaning as apply_rope3d."""
+    _check_rope3d_args("rope3d_reference", x, grid, split, theta, scale, layout,
+                       check_dtype=False)
+    compute = torch.promote_types(x.dtype, torch.float32)
+    cos, sin = _grid_tables(grid, split, theta, scale, compute, x.device)
+    starts = [0, split[0], split[0] + split[1]]
+    bands = [(start, width) for start, width in zip(starts, split) if width > 0]
+    c, s = _broadcast_table(cos, layout), _broadcast_table(sin, layout)
+    return _rotate_pairs(x.to(compute), c, s, bands, interleaved, conjugate).to(x.dtype)
 
 
 # ---------------------------------------------------------------- public API
@@ -133,6 +178,56 @@ def apply_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
         cos_half, sin_half = cos_half.float(), sin_half.float()
     layout = "bhsd" if unsqueeze_dim == 1 else "bshd"
     return apply_rotary(q, k, cos_half, sin_half, layout=layout)
+
+
+def apply_rope3d(x, grid, split, theta: float = 10000.0, scale=(1.0, 1.0, 1.0), *,
+                 layout: str = "bshd", interleaved: bool = True, conjugate: bool = False):
+    """3D rotary embedding of video tokens, angles computed in the kernel (no table).
+
+    x: [B, S, heads, D] ("bshd") or [B, heads, S, D] ("bhsd"), float32 / float16 / bfloat16,
+    any strides with a contiguous last dim, S = T * H * W tokens in (t, h, w) order.
+    grid: (T, H, W). split: (d_t, d_h, d_w), even band widths along D, t then h then w; dims
+    past their sum are copied unchanged. theta: frequency base. scale: per-axis position scale
+    (position_a = index_a * scale_a). interleaved=True rotates pairs (2i, 2i + 1) (Wan,
+    HunyuanVideo); False rotates (i, i + d_a / 2) within each band. conjugate=True rotates by
+    the opposite angle.
+
+    Returns a new tensor, contiguous in the layout; differentiable in x.
+    Wan: split = (D - 2 * (2 * (D // 6)), 2 * (D // 6), 2 * (D // 6)), theta 10000.
+    HunyuanVideo: split = rope_dim (16, 56, 56), theta 256.
+    """
+    op = "apply_rope3d"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(layout, str):
+        raise TypeError(f"{op}: layout must be 'bshd' or 'bhsd', got {layout!r}")
+    for name, flag in (("interleaved", interleaved), ("conjugate", conjugate)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{op}: {name} must be a bool, got {type(flag).__name__}")
+    grid, split, theta, scale = _normalize_grid_args(op, grid, split, theta, scale)
+    return ops.rope3d(x, grid, split, theta, scale, layout, interleaved, conjugate)
+
+
+def _normalize_grid_args(op, grid, split, theta, scale):
+    """grid, split as lists of ints, theta a float, scale a list of floats (or ValueError /
+    TypeError naming the argument)."""
+    def ints(name, values):
+        try:
+            out = [int(v) for v in values]
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}: {name} must be 3 integers, got {values!r}") from None
+        if len(out) != 3 or any(isinstance(v, bool) or int(v) != v for v in values):
+            raise ValueError(f"{op}: {name} must be 3 integers, got {values!r}")
+        return out
+
+    grid, split = ints("grid", grid), ints("split", split)
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)):
+        raise TypeError(f"{op}: theta must be a number, got {theta!r}")
+    try:
+        scale = [float(v) for v in scale]
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: scale must be 3 numbers, got {scale!r}") from None
+    return grid, split, float(theta), scale
 
 
 # ---------------------------------------------------------------- argument checks
@@ -225,6 +320,30 @@ def _check_rope_args(op, q, k, cos, sin, positions, layout) -> tuple[int, int, i
     return dims
 
 
+def _check_rope3d_args(op, x, grid, split, theta, scale, layout, check_dtype=True):
+    """As the C++ binding checks them: ValueError / TypeError naming the argument."""
+    dims = _layout_dims(op, layout)
+    if check_dtype:
+        _check_data(op, "x", x)
+    elif not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"{op}: x must be a 4-D tensor")
+    seq, head_dim = x.shape[dims[1]], x.shape[3]
+    if len(grid) != 3 or any(g < 1 for g in grid):
+        raise ValueError(f"{op}: grid must be (T, H, W) with entries >= 1, got {list(grid)}")
+    if grid[0] * grid[1] * grid[2] != seq:
+        raise ValueError(f"{op}: grid {list(grid)} must multiply to the sequence length S = {seq}")
+    if len(split) != 3 or any(w < 0 or w % 2 for w in split):
+        raise ValueError(f"{op}: split entries must be even and >= 0, got {list(split)}")
+    if not 2 <= sum(split) <= head_dim:
+        raise ValueError(f"{op}: split {list(split)} must sum to between 2 and head_dim = "
+                         f"{head_dim}, got {sum(split)}")
+    if not (math.isfinite(theta) and theta > 0):
+        raise ValueError(f"{op}: theta must be a positive number, got {theta}")
+    if len(scale) != 3 or not all(math.isfinite(v) for v in scale):
+        raise ValueError(f"{op}: scale must have 3 finite entries (t, h, w), got {list(scale)}")
+    return dims
+
+
 def _check_last_dim(op: str, name: str, t) -> None:
     if t.shape[-1] > 1 and t.stride(-1) != 1:
         raise ValueError(f"{op}: {name} must have a last dim of stride 1, got strides {t.stride()}")
@@ -296,9 +415,32 @@ def _grad_rope(ctx, dq, dk):
     return (grad_q, grad_k if want_dk else None) + (None,) * 6
 
 
+def _rope3d(x, grid, split, theta, scale, layout, interleaved, conjugate):
+    _check_rope3d_args("rope3d", x, grid, split, theta, scale, layout)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    ops.rope3d_fwd_out(out, _last_dim_contiguous(x), grid, split, theta, scale, layout,
+                       interleaved, conjugate)
+    return out
+
+
+def _rope3d_fake(x, grid, split, theta, scale, layout, interleaved, conjugate):
+    _check_rope3d_args("rope3d", x, grid, split, theta, scale, layout)
+    return x.new_empty(x.shape)
+
+
+def _setup_rope3d(ctx, inputs, output):
+    _x, *ctx.args = inputs
+    ctx.args[-1] = not ctx.args[-1]  # the backward rotates by the opposite angle
+
+
+def _grad_rope3d(ctx, dy):
+    return (ops.rope3d(dy, *ctx.args),) + (None,) * 7
+
+
 def _register_fakes() -> None:
     torch.library.register_fake(add_op_namespace_prefix("rope"))(_rope_fake)
-    for name in ("rope_fwd_out", "rope_inplace"):
+    torch.library.register_fake(add_op_namespace_prefix("rope3d"))(_rope3d_fake)
+    for name in ("rope_fwd_out", "rope_inplace", "rope3d_fwd_out"):
         torch.library.register_fake(add_op_namespace_prefix(name))(out_op_fake)
 
 
@@ -308,9 +450,16 @@ def _register_python_functional_ops() -> None:
     torch.library.impl(add_op_namespace_prefix("rope"), "CompositeExplicitAutograd")(_rope)
     torch.library.register_autograd(add_op_namespace_prefix("rope"), _grad_rope,
                                     setup_context=_setup_rope)
+    torch.library.impl(add_op_namespace_prefix("rope3d"), "CompositeExplicitAutograd")(_rope3d)
+    torch.library.register_autograd(add_op_namespace_prefix("rope3d"), _grad_rope3d,
+                                    setup_context=_setup_rope3d)
 
 
 # ---------------------------------------------------------------- Python backends
+
+
+def _reference_fwd3d(out, x, grid, split, theta, scale, layout, interleaved, conjugate):
+    out.copy_(rope3d_reference(x, grid, split, theta, scale, layout, interleaved, conjugate))
 
 
 def _reference_fwd(q_out, k_out, q, k, cos, sin, positions, layout, interleaved, conjugate):
@@ -337,7 +486,7 @@ def _check_out_op(op, q_out, k_out, q, k, cos, sin, positions, layout) -> None:
     _check_positions_in_table(op, positions, cos)
 
 
-def _register_python_backend(dispatch_key: str, fwd) -> None:
+def _register_python_backend(dispatch_key: str, fwd, fwd3d) -> None:
     def fwd_out(q_out, k_out, q, k, cos, sin, positions, layout, interleaved, conjugate):
         _check_out_op("rope_fwd_out", q_out, k_out, q, k, cos, sin, positions, layout)
         fwd(q_out, k_out, q, k, cos, sin, positions, layout, interleaved, conjugate)
@@ -350,19 +499,33 @@ def _register_python_backend(dispatch_key: str, fwd) -> None:
         _check_out_op("rope_inplace", q, k, q, k, cos, sin, positions, layout)
         fwd(q, k, q, k, cos, sin, positions, layout, interleaved, conjugate)
 
+    def fwd3d_out(out, x, grid, split, theta, scale, layout, interleaved, conjugate):
+        op = "rope3d_fwd_out"
+        _check_rope3d_args(op, x, grid, split, theta, scale, layout)
+        _check_last_dim(op, "x", x)
+        if not isinstance(out, torch.Tensor) or out.device != x.device:
+            raise ValueError(f"{op}: out must be a tensor on x's device {x.device}")
+        if out.dtype != x.dtype:
+            raise TypeError(f"{op}: out dtype {out.dtype} must match x dtype {x.dtype}")
+        if out.shape != x.shape:
+            raise ValueError(f"{op}: out must have shape {list(x.shape)}, got {list(out.shape)}")
+        _check_last_dim(op, "out", out)
+        fwd3d(out, x, grid, split, theta, scale, layout, interleaved, conjugate)
+
     torch.library.impl(add_op_namespace_prefix("rope_fwd_out"), dispatch_key)(fwd_out)
     torch.library.impl(add_op_namespace_prefix("rope_inplace"), dispatch_key)(inplace)
+    torch.library.impl(add_op_namespace_prefix("rope3d_fwd_out"), dispatch_key)(fwd3d_out)
 
 
 def _register_triton_backend() -> None:
     from . import rope_triton
 
     _register_python_functional_ops()
-    _register_python_backend("CUDA", rope_triton.rope_fwd)
+    _register_python_backend("CUDA", rope_triton.rope_fwd, rope_triton.rope3d_fwd)
     if triton_runs_on_cpu():
-        _register_python_backend("CPU", rope_triton.rope_fwd)
+        _register_python_backend("CPU", rope_triton.rope_fwd, rope_triton.rope3d_fwd)
     else:
-        _register_python_backend("CPU", _reference_fwd)
+        _register_python_backend("CPU", _reference_fwd, _reference_fwd3d)
 
 
 if FIRST_LOAD:
