@@ -35,6 +35,7 @@ struct KernelBinding {
 
 KernelBinding rmsnorm_binding();
 KernelBinding geglu_binding();
+KernelBinding rope_binding();
 
 // The namespace this build registered under (set once, before any registration).
 std::string& op_namespace();

@@ -26,7 +26,8 @@ namespace {
 using tk::binding::KernelBinding;
 
 std::vector<KernelBinding> kernel_bindings() {
-  return {tk::binding::rmsnorm_binding(), tk::binding::geglu_binding()};
+  return {tk::binding::rmsnorm_binding(), tk::binding::geglu_binding(),
+          tk::binding::rope_binding()};
 }
 
 bool already_registered(const std::string& ns) {

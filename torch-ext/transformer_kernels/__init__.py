@@ -8,10 +8,14 @@ from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
 from .geglu import geglu, geglu_reference, gelu, gelu_reference, silu_and_mul
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
+from .rope import apply_rope3d, apply_rotary, apply_rotary_pos_emb, rope3d_reference, rope_reference
 
 __all__ = [
-    "BACKEND",
     "add_op_namespace_prefix",
+    "apply_rope3d",
+    "apply_rotary",
+    "apply_rotary_pos_emb",
+    "BACKEND",
     "geglu",
     "geglu_reference",
     "gelu",
@@ -22,5 +26,7 @@ __all__ = [
     "rms_norm_add",
     "rms_norm_add_reference",
     "rms_norm_reference",
+    "rope3d_reference",
+    "rope_reference",
     "silu_and_mul",
 ]

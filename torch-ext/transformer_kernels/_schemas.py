@@ -47,4 +47,31 @@ SCHEMAS: dict[str, str] = {
     "geglu_backward": "(Tensor dy, Tensor x, str activation, bool swap_halves) -> Tensor",
     "gelu": "(Tensor x, str approximate) -> Tensor",
     "gelu_backward": "(Tensor dy, Tensor x, str approximate) -> Tensor",
+    # RoPE. q, k: [B, S, H, D] (layout "bshd") or [B, H, S, D] ("bhsd"), any strides with a
+    # contiguous last dim; cos, sin: [S, R/2] or [B, S, R/2], or tables [P, R/2] read at
+    # `positions`; dims R..D pass through. k_out / the second output are absent / empty (numel 0)
+    # when k is None. conjugate rotates by -angle (the backward).
+    "rope_fwd_out": (
+        "(Tensor(a!) q_out, Tensor(b!)? k_out, Tensor q, Tensor? k, Tensor cos, Tensor sin,"
+        " Tensor? positions, str layout, bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope_inplace": (
+        "(Tensor(a!) q, Tensor(b!)? k, Tensor cos, Tensor sin, Tensor? positions, str layout,"
+        " bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope": (
+        "(Tensor q, Tensor? k, Tensor cos, Tensor sin, Tensor? positions, str layout,"
+        " bool interleaved, bool conjugate) -> (Tensor, Tensor)"
+    ),
+    # RoPE 3D (video): x [B, S, heads, D] ("bshd") or [B, heads, S, D] ("bhsd") with S = T*H*W;
+    # grid (T, H, W), split (d_t, d_h, d_w) even widths along D (dims past their sum pass
+    # through), per-axis position scale; angles computed in the kernel.
+    "rope3d_fwd_out": (
+        "(Tensor(a!) out, Tensor x, int[] grid, int[] split, float theta, float[] scale,"
+        " str layout, bool interleaved, bool conjugate) -> ()"
+    ),
+    "rope3d": (
+        "(Tensor x, int[] grid, int[] split, float theta, float[] scale, str layout,"
+        " bool interleaved, bool conjugate) -> Tensor"
+    ),
 }

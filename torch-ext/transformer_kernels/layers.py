@@ -9,6 +9,7 @@ from torch import nn
 
 from .geglu import geglu, gelu, silu_and_mul
 from .rmsnorm import rms_norm
+from .rope import apply_rope3d, apply_rotary_pos_emb
 
 
 class RMSNorm(nn.Module):
@@ -87,4 +88,80 @@ class SiluAndMul(nn.Module):
         return silu_and_mul(x)
 
 
-__all__ = ["GEGLU", "GELU", "RMSNorm", "SiluAndMul"]
+class ApplyRotaryPosEmb(nn.Module):
+    """Replaces transformers' `apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)` in the
+    models that expose it to Hub kernels (Llama, Mistral, Qwen2/3, Gemma and the other copies of
+    modeling_llama's function): recent transformers decorate it with
+    `@use_kernel_func_from_hub("rotary_pos_emb")`, which turns the function into an nn.Module
+    whose forward takes the function's parameters and carries the layer name
+    "rotary_pos_emb", and `@use_kernelized_func(apply_rotary_pos_emb)` on the attention class
+    registers that module with the model, so kernelize can swap its forward for this one.
+
+    The signature is that of the decorated function, (q, k, cos, sin, unsqueeze_dim=1): the
+    versions with the decorator no longer take position_ids (transformers 4.38 to 4.47 had a
+    `position_ids=None` parameter, "Deprecated and unused"; the package-level
+    `apply_rotary_pos_emb` still accepts it). Layer validation compares parameter names, so a
+    position_ids parameter here would make this layer unusable on every host that has the hook.
+
+    q, k: [B, H, S, D] for unsqueeze_dim=1 (transformers' layout), [B, S, H, D] for 2; cos, sin:
+    [B, S, D] built as cat(freqs, freqs) (only the first half is read). Returns (q_embed, k_embed)
+    in q's dtype, computed in fp32.
+    """
+
+    can_torch_compile = True
+    has_backward = True
+
+    def forward(self, q, k, cos, sin, unsqueeze_dim=1):
+        return apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+
+
+def _host_split(host: nn.Module) -> tuple[int, int, int]:
+    """The (t, h, w) band widths as the host names them: HunyuanVideoRotaryPosEmbed's
+    `rope_dim`, WanRotaryPosEmbed's `t_dim` / `h_dim` / `w_dim`, or (older Wan classes without
+    those) Wan's rule on `attention_head_dim`."""
+    rope_dim = getattr(host, "rope_dim", None)
+    if rope_dim is not None:
+        return tuple(int(d) for d in rope_dim)
+    if all(hasattr(host, name) for name in ("t_dim", "h_dim", "w_dim")):
+        return int(host.t_dim), int(host.h_dim), int(host.w_dim)
+    head_dim = getattr(host, "attention_head_dim", None)
+    if head_dim is None:
+        raise AttributeError(f"RoPE3D: {type(host).__name__} has none of rope_dim, "
+                             "t_dim / h_dim / w_dim, attention_head_dim")
+    h = w = 2 * (int(head_dim) // 6)
+    return int(head_dim) - h - w, h, w
+
+
+class RoPE3D(nn.Module):
+    """The 3D (t, h, w) rotary embedding of video DiTs, applied to a query or key: forward(x,
+    grid, layout="bshd") with x [B, T*H*W, heads, D] ("bshd") or [B, heads, T*H*W, D] ("bhsd")
+    and grid (T, H, W) returns x rotated (interleaved pairs, positions = grid indices), with the
+    band split and base read from the rotary module it is bound to: diffusers'
+    HunyuanVideoRotaryPosEmbed (`rope_dim`, e.g. (16, 56, 56); `theta`, 256) or
+    WanRotaryPosEmbed (`t_dim`, `h_dim`, `w_dim`, or Wan's rule on `attention_head_dim` in
+    versions without them; `theta` when the class stores it, else Wan's 10000).
+
+    No host class's forward has this signature, so kernelize cannot swap it in: those classes'
+    forward(hidden_states) returns cos / sin tables of the whole video, and the rotation happens
+    in the attention processor, which calls diffusers' `apply_rotary_emb` on the query and key:
+    WanAttnProcessor on [B, S, heads, D] (after `unflatten(2, (heads, -1))`),
+    HunyuanVideoAttnProcessor2_0 on [B, heads, S, D] (after `.transpose(1, 2)`, video tokens
+    only: the text tokens of single-stream blocks follow them and are not rotated). To use the
+    kernel, the processor calls `apply_rope3d(query, (T, H, W), split, theta, layout=...)` on the
+    same tensors (a view of the video tokens is fine) in place of `apply_rotary_emb`, and the
+    table is not needed; or it calls this forward on the model's rotary module,
+    `RoPE3D.forward(model.rope, query, grid)`.
+    LTX-Video's rotary embedding is not this band form (it interleaves the three axes'
+    frequencies over the whole inner dim, positions scaled by the base grid); its tables fit the
+    1D op, `apply_rotary(..., interleaved=True)` with x viewed as [B, S, 1, inner_dim].
+    """
+
+    can_torch_compile = True
+    has_backward = True
+
+    def forward(self, x, grid, layout="bshd"):
+        theta = float(getattr(self, "theta", 10000.0))
+        return apply_rope3d(x, grid, _host_split(self), theta, layout=layout, interleaved=True)
+
+
+__all__ = ["ApplyRotaryPosEmb", "GEGLU", "GELU", "RMSNorm", "RoPE3D", "SiluAndMul"]
