@@ -409,6 +409,7 @@ def main(bench: Bench, argv: Sequence[str] | None = None) -> int:
                                     args.peer_filter)
     for rec in records:
         rec["date"] = meta["date"]
+        rec["git_commit"] = meta.get("git_commit")
         if rec["peer"] == OURS:
             rec["variant"] = kernel_info["variant"]
 

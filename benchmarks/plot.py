@@ -30,6 +30,12 @@ def _ordered(values, order=()) -> list:
     return sorted(seen, key=lambda v: (order.index(v) if v in order else len(order), seen.index(v)))
 
 
+def _commits(records: list[dict], data: dict[str, Any]) -> str:
+    """The commit(s) the plotted records were measured at (older files: the file's commit)."""
+    return ", ".join(sorted({str(r.get("git_commit", data.get("git_commit", "?")))[:12]
+                             for r in records}))
+
+
 def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     """Write the chart of ``kernel``'s ok records in ``data`` to ``path``; None when it has none."""
     records = [r for r in data.get("records", [])
@@ -59,7 +65,7 @@ def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     ceilings = data.get("ceilings", {})
     fig.suptitle(f"{kernel} on {data.get('device', '?')}: % of measured copy bandwidth "
                  f"({ceilings.get('copy_gbps', float('nan')):.0f} GB/s), L2 flushed; "
-                 f"commit {str(data.get('git_commit', '?'))[:12]}",
+                 f"commit {_commits(records, data)}",
                  y=1 - 0.05 / height, va="top", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
     path.parent.mkdir(parents=True, exist_ok=True)

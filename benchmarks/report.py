@@ -73,7 +73,10 @@ def environment(kernel_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """``git rev-parse HEAD`` (+ '-dirty'), else $TK_GIT_COMMIT, else 'unknown'."""
+    """$TK_GIT_COMMIT when set (the device machine's copy of the tree has no history of its
+    own), else ``git rev-parse HEAD`` (+ '-dirty'), else 'unknown'."""
+    if os.environ.get("TK_GIT_COMMIT"):
+        return os.environ["TK_GIT_COMMIT"]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
@@ -82,7 +85,7 @@ def git_commit(root: Path = REPO_ROOT) -> str:
                                timeout=10, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("TK_GIT_COMMIT", "unknown")
+        return "unknown"
 
 
 def _nvidia_smi() -> str | None:

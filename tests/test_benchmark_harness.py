@@ -265,14 +265,15 @@ def test_merge_results_replaces_same_key(tmp_path):
     assert not list(tmp_path.glob("out/*.tmp"))
 
 
-def test_git_commit_falls_back_to_env(monkeypatch):
+def test_git_commit_prefers_env_then_git(monkeypatch):
+    monkeypatch.setenv("TK_GIT_COMMIT", "abc123")
+    assert report.git_commit() == "abc123"
+
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
-    monkeypatch.setattr(report.subprocess, "run", no_git)
-    monkeypatch.setenv("TK_GIT_COMMIT", "abc123")
-    assert report.git_commit() == "abc123"
     monkeypatch.delenv("TK_GIT_COMMIT")
+    monkeypatch.setattr(report.subprocess, "run", no_git)
     assert report.git_commit() == "unknown"
 
 
