@@ -34,6 +34,7 @@ struct KernelBinding {
 };
 
 KernelBinding rmsnorm_binding();
+KernelBinding adaln_binding();
 
 // The namespace this build registered under (set once, before any registration).
 std::string& op_namespace();

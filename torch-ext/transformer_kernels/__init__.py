@@ -6,10 +6,15 @@ fake implementation and autograd, so it runs in eager mode and under torch.compi
 
 from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
+from .adaln import adaln, adaln_gated, adaln_gated_reference, adaln_reference
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
 
 __all__ = [
     "BACKEND",
+    "adaln",
+    "adaln_gated",
+    "adaln_gated_reference",
+    "adaln_reference",
     "add_op_namespace_prefix",
     "layers",
     "ops",
