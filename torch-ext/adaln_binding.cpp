@@ -76,7 +76,8 @@ void adaln_fwd_out(at::Tensor& y, const std::optional<at::Tensor>& z, at::Tensor
   tk::adaln::FwdArgs args;
   args.scale_per_token = check_modulation_out(scale, op, "scale", x);
   args.shift_per_token = check_modulation_out(shift, op, "shift", x);
-  if (branch.has_value()) {
+  args.gated = branch.has_value();
+  if (args.gated) {
     check_tensor(*branch, op, "branch", x, x.scalar_type(), x.sizes());
     check_tensor(*z, op, "z", x, x.scalar_type(), x.sizes());
     args.gate_per_token = check_modulation_out(*gate, op, "gate", x);
@@ -131,6 +132,7 @@ void adaln_bwd_out(at::Tensor& dx, at::Tensor& dscale, at::Tensor& dshift,
   TORCH_CHECK_VALUE(gate.has_value() == gated && dbranch.has_value() == gated &&
                         dgate.has_value() == gated,
                     op, ": branch, gate, dbranch and dgate must be given together");
+  args.gated = gated;
   if (gated) {
     check_tensor(*branch, op, "branch", z, z.scalar_type(), z.sizes());
     args.gate_per_token = check_modulation_out(*gate, op, "gate", z);

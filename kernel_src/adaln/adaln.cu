@@ -154,8 +154,6 @@ struct BwdPlan {
   int64_t workspace_floats;
 };
 
-bool gated(const BwdArgs& a) { return a.branch != nullptr; }
-
 // Needs the per-sample dy * xhat sums (dscale) or the dweight sums.
 bool wants_partial_p(const BwdArgs& a) { return !a.scale_per_token || a.dweight != nullptr; }
 
@@ -187,7 +185,7 @@ BwdPlan plan_bwd(const BwdArgs& a, int multiprocessors) {
   const int64_t partial_floats = plan.blocks * a.hidden;
   plan.partial_p = take(wants_partial_p(a), partial_floats);
   plan.partial_shift = take(!a.shift_per_token, partial_floats);
-  plan.partial_gate = take(gated(a) && !a.gate_per_token, partial_floats);
+  plan.partial_gate = take(a.gated && !a.gate_per_token, partial_floats);
   plan.sample_p = take(a.dweight != nullptr, a.batch * a.hidden);
   plan.workspace_floats = used;
   return plan;
@@ -232,7 +230,7 @@ Status zero_empty_sums(const BwdArgs& a, cudaStream_t stream) {
   const std::pair<void*, size_t> outputs[] = {
       {a.scale_per_token ? nullptr : a.dscale, per_sample_bytes},
       {a.shift_per_token ? nullptr : a.dshift, per_sample_bytes},
-      {gated(a) && !a.gate_per_token ? a.dgate : nullptr, per_sample_bytes},
+      {a.gated && !a.gate_per_token ? a.dgate : nullptr, per_sample_bytes},
       {a.dweight, a.hidden * dtype_size(a.dtype)},
   };
   for (const auto& [pointer, bytes] : outputs) {
@@ -324,14 +322,16 @@ Status fwd_cuda(const FwdArgs& args, void* stream) {
   if (Status s = check_common(args.batch, args.seq, args.hidden, args.norm, args.dtype); !s.ok()) {
     return s;
   }
-  if ((args.branch == nullptr) != (args.gate == nullptr) ||
-      (args.branch == nullptr) != (args.z_out == nullptr)) {
-    return invalid("branch, gate and z_out must be given together");
-  }
   if (args.batch * args.seq == 0) return Status::Ok();
   if (args.y == nullptr || args.mean == nullptr || args.rstd == nullptr || args.x == nullptr ||
       args.scale == nullptr || args.shift == nullptr) {
     return invalid("y, mean, rstd, x, scale and shift are required");
+  }
+  if (args.gated && (args.branch == nullptr || args.gate == nullptr || args.z_out == nullptr)) {
+    return invalid("gated: branch, gate and z_out are required");
+  }
+  if (!args.gated && (args.branch != nullptr || args.gate != nullptr || args.z_out != nullptr)) {
+    return invalid("not gated: branch, gate and z_out must be null");
   }
   if (!all_aligned({args.y, args.z_out, args.x, args.branch, args.gate, args.scale, args.shift,
                     args.weight},
@@ -348,18 +348,20 @@ Status bwd_cuda(const BwdArgs& args, void* stream) {
   if (Status s = check_common(args.batch, args.seq, args.hidden, args.norm, args.dtype); !s.ok()) {
     return s;
   }
-  const bool is_gated = args.branch != nullptr;
-  if ((args.gate != nullptr) != is_gated || (args.dbranch != nullptr) != is_gated ||
-      (args.dgate != nullptr) != is_gated) {
-    return invalid("branch, gate, dbranch and dgate must be given together");
+  if (args.batch * args.seq > 0) {
+    if (args.dx == nullptr || args.dscale == nullptr || args.dshift == nullptr ||
+        args.dy == nullptr || args.z == nullptr || args.scale == nullptr ||
+        args.mean == nullptr || args.rstd == nullptr) {
+      return invalid("dx, dscale, dshift, dy, z, scale, mean and rstd are required");
+    }
+    if (args.gated && (args.branch == nullptr || args.gate == nullptr ||
+                       args.dbranch == nullptr || args.dgate == nullptr)) {
+      return invalid("gated: branch, gate, dbranch and dgate are required");
+    }
   }
-  if (args.dscale == nullptr || args.dshift == nullptr) {
-    return invalid("dscale and dshift are required");
-  }
-  if (args.batch * args.seq > 0 &&
-      (args.dx == nullptr || args.dy == nullptr || args.z == nullptr || args.scale == nullptr ||
-       args.mean == nullptr || args.rstd == nullptr)) {
-    return invalid("dx, dy, z, scale, mean and rstd are required");
+  if (!args.gated && (args.branch != nullptr || args.gate != nullptr ||
+                      args.dbranch != nullptr || args.dgate != nullptr)) {
+    return invalid("not gated: branch, gate, dbranch and dgate must be null");
   }
   if (!all_aligned({args.dx, args.dscale, args.dshift, args.dweight, args.dbranch, args.dgate,
                     args.dy, args.dz, args.z, args.branch, args.gate, args.scale, args.weight},

@@ -17,7 +17,8 @@
 // scale, shift and gate are each either per sample ([batch, hidden]: row b serves every token
 // of sample b) or per token ([batch, seq, hidden]). Every tensor is row-major and contiguous;
 // x, branch, gate, scale, shift, weight and all their gradients share one dtype; mean and rstd
-// are fp32 [batch * seq]. Math is fp32 inside. Per-sample and weight gradients are sums over
+// are fp32 [batch * seq]. Math is fp32 inside. Pointers to empty tensors may be null (as
+// PyTorch's are), hence the explicit `gated` flags. Per-sample and weight gradients are sums over
 // rows done in two deterministic passes (per-block partial rows in the workspace, then a fixed-
 // order sum), never with atomics.
 #pragma once
@@ -30,15 +31,16 @@ enum class Norm : int32_t { kRms = 0, kLayer = 1 };
 
 struct FwdArgs {
   void* y = nullptr;
-  void* z_out = nullptr;           // receives z; required iff gated
+  void* z_out = nullptr;           // receives z (gated)
   float* mean = nullptr;
   float* rstd = nullptr;
   const void* x = nullptr;
-  const void* branch = nullptr;    // nullptr: plain; else gated, and gate is required
-  const void* gate = nullptr;
+  const void* branch = nullptr;    // gated only
+  const void* gate = nullptr;      // gated only
   const void* scale = nullptr;
   const void* shift = nullptr;
   const void* weight = nullptr;    // nullptr: no affine weight
+  bool gated = false;              // z = x + gate * branch; branch, gate and z_out required
   int64_t batch = 0;
   int64_t seq = 0;
   int64_t hidden = 0;
@@ -67,6 +69,7 @@ struct BwdArgs {
   const void* weight = nullptr;    // nullptr: no affine weight
   const float* mean = nullptr;
   const float* rstd = nullptr;
+  bool gated = false;              // branch, gate, dbranch and dgate required
   int64_t batch = 0;
   int64_t seq = 0;
   int64_t hidden = 0;

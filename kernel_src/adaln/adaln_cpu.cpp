@@ -41,7 +41,6 @@ int64_t chunks_per_sample(int64_t batch, int64_t seq) {
   return std::max<int64_t>(1, std::min(by_rows, by_target));
 }
 
-bool gated(const BwdArgs& a) { return a.branch != nullptr; }
 bool wants_partial_p(const BwdArgs& a) { return !a.scale_per_token || a.dweight != nullptr; }
 
 // Row of a modulation tensor serving row `row` of sample `sample`, as an element offset.
@@ -119,8 +118,9 @@ void fwd_typed(const FwdArgs& a) {
   T* y = static_cast<T*>(a.y);
 
   std::vector<float> weight_buffer(hidden, 1.0f);
-  if (a.weight != nullptr) row_as_float(static_cast<const T*>(a.weight), weight_buffer.data(), hidden);
-  const float* weight = weight_buffer.data();
+  const float* weight = a.weight != nullptr ? row_as_float(static_cast<const T*>(a.weight),
+                                                           weight_buffer.data(), hidden)
+                                            : weight_buffer.data();
 
 #pragma omp parallel if (rows * hidden >= kMinElementsForThreads)
   {
@@ -130,7 +130,7 @@ void fwd_typed(const FwdArgs& a) {
       const int64_t sample = r / a.seq;
       const int64_t offset = r * hidden;
       const float* z;
-      if (branch != nullptr) {
+      if (a.gated) {
         const T* gate_row = gate + modulation_offset(a.gate_per_token, r, sample, hidden);
         gated_sum(z_buffer.data(), z_out + offset, x + offset, gate_row, branch + offset, hidden);
         z = z_buffer.data();
@@ -212,7 +212,7 @@ void bwd_row(const BwdArgs& a, const float* weight, int64_t r, int64_t sample,
   store_row(static_cast<T*>(a.dx) + offset, dzt, hidden);
 
   float* out = b.out.data();
-  if (gated(a)) {
+  if (a.gated) {
     const float* branch = row_as_float(static_cast<const T*>(a.branch) + offset, b.branch.data(), hidden);
     const float* gate = row_as_float(
         static_cast<const T*>(a.gate) + modulation_offset(a.gate_per_token, r, sample, hidden),
@@ -315,8 +315,9 @@ void bwd_typed(const BwdArgs& a) {
   const int64_t partial_floats = a.batch * chunks * hidden;
 
   std::vector<float> weight_buffer(hidden, 1.0f);
-  if (a.weight != nullptr) row_as_float(static_cast<const T*>(a.weight), weight_buffer.data(), hidden);
-  const float* weight = weight_buffer.data();
+  const float* weight = a.weight != nullptr ? row_as_float(static_cast<const T*>(a.weight),
+                                                           weight_buffer.data(), hidden)
+                                            : weight_buffer.data();
 
   // Workspace: up to three [batch * chunks, hidden] regions, in this order.
   float* next = a.workspace;
@@ -329,7 +330,7 @@ void bwd_typed(const BwdArgs& a) {
   ChunkPartials base;
   base.p = take(wants_partial_p(a));
   base.shift = take(!a.shift_per_token);
-  base.gate = take(gated(a) && !a.gate_per_token);
+  base.gate = take(a.gated && !a.gate_per_token);
   for (float* region : {base.p, base.shift, base.gate}) {
     if (region != nullptr) std::fill(region, region + partial_floats, 0.0f);
   }
@@ -370,27 +371,33 @@ Status check_common(int64_t batch, int64_t seq, int64_t hidden, Norm norm, DType
 
 Status check_fwd(const FwdArgs& a) {
   if (Status s = check_common(a.batch, a.seq, a.hidden, a.norm, a.dtype); !s.ok()) return s;
-  if ((a.branch == nullptr) != (a.gate == nullptr) || (a.branch == nullptr) != (a.z_out == nullptr)) {
-    return invalid("adaln: branch, gate and z_out must be given together");
-  }
-  if (a.batch * a.seq > 0 && (a.y == nullptr || a.mean == nullptr || a.rstd == nullptr ||
-                              a.x == nullptr || a.scale == nullptr || a.shift == nullptr)) {
+  if (a.batch * a.seq == 0) return Status::Ok();
+  if (a.y == nullptr || a.mean == nullptr || a.rstd == nullptr || a.x == nullptr ||
+      a.scale == nullptr || a.shift == nullptr) {
     return invalid("adaln: y, mean, rstd, x, scale and shift must not be null");
+  }
+  if (a.gated && (a.branch == nullptr || a.gate == nullptr || a.z_out == nullptr)) {
+    return invalid("adaln: gated: branch, gate and z_out must not be null");
   }
   return Status::Ok();
 }
 
 Status check_bwd(const BwdArgs& a) {
   if (Status s = check_common(a.batch, a.seq, a.hidden, a.norm, a.dtype); !s.ok()) return s;
-  const bool is_gated = a.branch != nullptr;
-  if ((a.gate != nullptr) != is_gated || (a.dbranch != nullptr) != is_gated ||
-      (a.dgate != nullptr) != is_gated) {
-    return invalid("adaln: branch, gate, dbranch and dgate must be given together");
+  if (a.batch > 0 && ((!a.scale_per_token && a.dscale == nullptr) ||
+                      (!a.shift_per_token && a.dshift == nullptr) ||
+                      (a.gated && !a.gate_per_token && a.dgate == nullptr))) {
+    return invalid("adaln: the per-sample gradients must not be null");
   }
-  if (a.dscale == nullptr || a.dshift == nullptr) return invalid("adaln: dscale and dshift are required");
-  if (a.batch * a.seq > 0 && (a.dx == nullptr || a.dy == nullptr || a.z == nullptr ||
-                              a.scale == nullptr || a.mean == nullptr || a.rstd == nullptr)) {
-    return invalid("adaln: dx, dy, z, scale, mean and rstd must not be null");
+  if (a.batch * a.seq > 0) {
+    if (a.dx == nullptr || a.dscale == nullptr || a.dshift == nullptr || a.dy == nullptr ||
+        a.z == nullptr || a.scale == nullptr || a.mean == nullptr || a.rstd == nullptr) {
+      return invalid("adaln: dx, dscale, dshift, dy, z, scale, mean and rstd must not be null");
+    }
+    if (a.gated && (a.branch == nullptr || a.gate == nullptr || a.dbranch == nullptr ||
+                    a.dgate == nullptr)) {
+      return invalid("adaln: gated: branch, gate, dbranch and dgate must not be null");
+    }
   }
   if (a.workspace == nullptr && bwd_workspace_floats_cpu(a) > 0) {
     return invalid("adaln: the backward needs its workspace (bwd_workspace_floats_cpu floats)");
@@ -402,7 +409,7 @@ Status check_bwd(const BwdArgs& a) {
 
 int64_t bwd_workspace_floats_cpu(const BwdArgs& args) {
   const int64_t regions = (wants_partial_p(args) ? 1 : 0) + (args.shift_per_token ? 0 : 1) +
-                          (gated(args) && !args.gate_per_token ? 1 : 0);
+                          (args.gated && !args.gate_per_token ? 1 : 0);
   return regions * args.batch * chunks_per_sample(args.batch, args.seq) * args.hidden;
 }
 
