@@ -88,6 +88,10 @@ __device__ __forceinline__ void prefetch_l1(const void* address) {
   asm volatile("prefetch.global.L1 [%0];" ::"l"(address));
 }
 
+// The helpers below take vectors by value: a vector passed by reference straight from global
+// memory was read a 4-byte word at a time (each word is widened separately); a by-value
+// argument is one 16-byte load.
+
 // One element as fp32, and one fp32 value rounded into an element.
 template <typename T>
 __device__ __forceinline__ float load_float(const T* src, int64_t index) {
@@ -137,8 +141,8 @@ __device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const
 // z = x + gate * branch in fp32, rounded to T. Multiply and add are rounded separately (no
 // FMA), the way PyTorch computes the fp32 expression, so z matches it bit for bit.
 template <typename T, int N>
-__device__ __forceinline__ Vec<T, N> gated_sum(const Vec<T, N>& x, const Vec<T, N>& gate,
-                                               const Vec<T, N>& branch) {
+__device__ __forceinline__ Vec<T, N> gated_sum(const Vec<T, N> x, const Vec<T, N> gate,
+                                               const Vec<T, N> branch) {
   float fx[N], fg[N], fb[N];
   to_floats(x, fx);
   to_floats(gate, fg);
@@ -149,7 +153,7 @@ __device__ __forceinline__ Vec<T, N> gated_sum(const Vec<T, N>& x, const Vec<T, 
 }
 
 template <typename T, int N>
-__device__ __forceinline__ float sum_elements(const Vec<T, N>& v) {
+__device__ __forceinline__ float sum_elements(const Vec<T, N> v) {
   float f[N];
   to_floats(v, f);
   float sum = 0.0f;
@@ -160,7 +164,7 @@ __device__ __forceinline__ float sum_elements(const Vec<T, N>& v) {
 
 // sum((v - mean)^2): the sum of squares for RMSNorm (mean 0), the variance's for LayerNorm.
 template <typename T, int N>
-__device__ __forceinline__ float sum_squared_deviations(const Vec<T, N>& v, float mean) {
+__device__ __forceinline__ float sum_squared_deviations(const Vec<T, N> v, float mean) {
   float f[N];
   to_floats(v, f);
   float sum = 0.0f;
@@ -174,8 +178,8 @@ __device__ __forceinline__ float sum_squared_deviations(const Vec<T, N>& v, floa
 
 // y = (z - mean) * rstd * weight * (1 + scale) + shift.
 template <typename T, int N>
-__device__ __forceinline__ Vec<T, N> modulate(const Vec<T, N>& z, const Vec<T, N>& weight,
-                                              const Vec<T, N>& scale, const Vec<T, N>& shift,
+__device__ __forceinline__ Vec<T, N> modulate(const Vec<T, N> z, const Vec<T, N> weight,
+                                              const Vec<T, N> scale, const Vec<T, N> shift,
                                               float mean, float rstd) {
   float fz[N], fw[N], fs[N], fsh[N];
   to_floats(z, fz);
@@ -192,8 +196,8 @@ __device__ __forceinline__ Vec<T, N> modulate(const Vec<T, N>& z, const Vec<T, N
 
 // Adds sum(g) and sum(g * xhat) over one vector, g = dy * (1 + scale) * weight.
 template <typename T, int N>
-__device__ __forceinline__ void grad_sums(const Vec<T, N>& dy, const Vec<T, N>& z,
-                                          const Vec<T, N>& scale, const Vec<T, N>& weight,
+__device__ __forceinline__ void grad_sums(const Vec<T, N> dy, const Vec<T, N> z,
+                                          const Vec<T, N> scale, const Vec<T, N> weight,
                                           float mean, float rstd, float& sum_g, float& sum_gx) {
   float fdy[N], fz[N], fs[N], fw[N];
   to_floats(dy, fdy);
@@ -219,7 +223,7 @@ template <typename T, int N>
 using WordVec = Vec<T, N / Vec<T, N>::kWords>;
 
 template <typename T, int N>
-__device__ __forceinline__ WordVec<T, N> word_of(const Vec<T, N>& v, int w) {
+__device__ __forceinline__ WordVec<T, N> word_of(const Vec<T, N> v, int w) {
   WordVec<T, N> piece;
   piece.words[0] = v.words[w];
   return piece;
@@ -230,9 +234,9 @@ __device__ __forceinline__ WordVec<T, N> word_of(const Vec<T, N>& v, int w) {
 // Works a word at a time, so few floats are live at once.
 template <typename T, int N>
 __device__ __forceinline__ VecGrads<T, N> vector_grads(
-    const BwdParams<T>& p, const Vec<T, N>& dy, const Vec<T, N>& z, const Vec<T, N>& dz,
-    const Vec<T, N>& branch, const Vec<T, N>& gate, const Vec<T, N>& scale,
-    const Vec<T, N>& weight, float mean, float rstd, float mean_g, float mean_gx,
+    const BwdParams<T>& p, const Vec<T, N> dy, const Vec<T, N> z, const Vec<T, N> dz,
+    const Vec<T, N> branch, const Vec<T, N> gate, const Vec<T, N> scale,
+    const Vec<T, N> weight, float mean, float rstd, float mean_g, float mean_gx,
     float (&acc_p)[N], float (&acc_shift)[N], float (&acc_gate)[N]) {
   constexpr int kWords = Vec<T, N>::kWords;
   constexpr int kPer = N / kWords;
