@@ -167,35 +167,64 @@ def _assert_z_rounded(kernel, device, z, inputs):
     torch.testing.assert_close(z.detach(), expected, rtol=ulp, atol=0, msg="z")
 
 
+def test_triton_looped_kernels(backend, monkeypatch):
+    """Rows longer than the fused Triton kernels hold (limits lowered so a short row is one):
+    the looped forward and backward over several column blocks."""
+    kernel, device, _ = backend
+    if kernel.BACKEND != "triton":
+        pytest.skip("Triton variant only")
+    triton_module = importlib.import_module(f"{kernel.__name__}.adaln_triton")
+    monkeypatch.setattr(triton_module, "MAX_FUSED_FWD_COLS", 16)
+    monkeypatch.setattr(triton_module, "MAX_FUSED_BWD_COLS", 16)
+    monkeypatch.setattr(triton_module, "LOOPED_BLOCK", 16)
+    shape = (2, 3, 40)
+    for case, norm in (("gated-mixed-weight", "layer"), ("plain-token", "rms")):
+        inputs = _case_inputs(case, shape, torch.float32, device)
+        leaves = [t.requires_grad_(True) for t in inputs.values()]
+        fn, ref_fn = ((kernel.adaln_gated, kernel.adaln_gated_reference) if CASES[case][0]
+                      else (kernel.adaln, kernel.adaln_reference))
+        outs = _call(fn, inputs, 1e-6, norm)
+        ref_outs = _call(ref_fn, inputs, 1e-6, norm)
+        cotangents = [torch.randn_like(o) for o in outs]
+        grads = torch.autograd.grad(outs, leaves, cotangents)
+        ref_grads = torch.autograd.grad(ref_outs, leaves, cotangents)
+        for got, want in zip(outs + list(grads), ref_outs + list(ref_grads)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_every_output_element_is_written(backend):
-    """The out ops write every element: outputs start as NaN and must come back finite."""
+    """The out ops write every element: outputs start as NaN and must come back finite. The last
+    two shapes: on a GPU a resident and a looped CUDA backward; on the CPU, seq 0 too (per-sample
+    gradients are empty sums, zeros)."""
     kernel, device, shapes = backend
-    batch, seq, hidden = shapes[-1]
     dtype = torch.bfloat16
+    for batch, seq, hidden in shapes[-2:]:
+        def t(*shape, dt=dtype):
+            return torch.randn(*shape, dtype=dt, device=device)
 
-    def t(*shape, dt=dtype):
-        return torch.randn(*shape, dtype=dt, device=device)
+        def nan(*shape, dt=dtype):
+            return torch.full(shape, float("nan"), dtype=dt, device=device)
 
-    def nan(*shape, dt=dtype):
-        return torch.full(shape, float("nan"), dtype=dt, device=device)
-
-    x, branch, dy, dz = (t(batch, seq, hidden) for _ in range(4))
-    w = t(hidden)
-    for norm in NORMS:
-        for per_token in (False, True):
-            mod_shape = (batch, seq, hidden) if per_token else (batch, hidden)
-            scale, shift, gate = (0.5 * t(*mod_shape) for _ in range(3))
-            y, z = nan(batch, seq, hidden), nan(batch, seq, hidden)
-            mean, rstd = nan(batch, seq, dt=torch.float32), nan(batch, seq, dt=torch.float32)
-            kernel.ops.adaln_fwd_out(y, z, mean, rstd, x, branch, gate, scale, shift, w, 1e-6,
-                                     norm)
-            for out in (y, z, mean, rstd):
-                assert torch.isfinite(out).all(), f"forward {norm} per_token={per_token}"
-            grads = [nan(batch, seq, hidden), nan(*mod_shape), nan(*mod_shape), nan(hidden),
-                     nan(batch, seq, hidden), nan(*mod_shape)]
-            kernel.ops.adaln_bwd_out(*grads, dy, dz, z, branch, gate, scale, w, mean, rstd, norm)
-            for name, g in zip(["dx", "dscale", "dshift", "dweight", "dbranch", "dgate"], grads):
-                assert torch.isfinite(g).all(), f"{name} {norm} per_token={per_token}"
+        x, branch, dy, dz = (t(batch, seq, hidden) for _ in range(4))
+        w = t(hidden)
+        for norm in NORMS:
+            for per_token in (False, True):
+                what = f"{norm} per_token={per_token} {[batch, seq, hidden]}"
+                mod_shape = (batch, seq, hidden) if per_token else (batch, hidden)
+                scale, shift, gate = (0.5 * t(*mod_shape) for _ in range(3))
+                y, z = nan(batch, seq, hidden), nan(batch, seq, hidden)
+                mean, rstd = nan(batch, seq, dt=torch.float32), nan(batch, seq, dt=torch.float32)
+                kernel.ops.adaln_fwd_out(y, z, mean, rstd, x, branch, gate, scale, shift, w,
+                                         1e-6, norm)
+                for out in (y, z, mean, rstd):
+                    assert torch.isfinite(out).all(), f"forward {what}"
+                grads = [nan(batch, seq, hidden), nan(*mod_shape), nan(*mod_shape), nan(hidden),
+                         nan(batch, seq, hidden), nan(*mod_shape)]
+                kernel.ops.adaln_bwd_out(*grads, dy, dz, z, branch, gate, scale, w, mean, rstd,
+                                         norm)
+                names = ["dx", "dscale", "dshift", "dweight", "dbranch", "dgate"]
+                for name, g in zip(names, grads):
+                    assert torch.isfinite(g).all(), f"{name} {what}"
 
 
 def test_per_sample_sums_are_deterministic(backend):

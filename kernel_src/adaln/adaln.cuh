@@ -84,8 +84,13 @@ __device__ __forceinline__ V load_or(bool condition, const V* src, int64_t index
 }
 
 // Asks for the 128-byte line holding `address` to be brought into L1; no register waits on it.
+// PTX only: a hipified build (AMD) skips the hint.
 __device__ __forceinline__ void prefetch_l1(const void* address) {
+#if defined(__HIP_PLATFORM_AMD__)
+  (void)address;
+#else
   asm volatile("prefetch.global.L1 [%0];" ::"l"(address));
+#endif
 }
 
 // The helpers below take vectors by value: a vector passed by reference straight from global
