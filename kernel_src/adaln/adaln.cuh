@@ -217,12 +217,6 @@ __device__ __forceinline__ void grad_sums(const Vec<T, N> dy, const Vec<T, N> z,
   }
 }
 
-// The per-vector results of the backward that leave through stores.
-template <typename T, int N>
-struct VecGrads {
-  Vec<T, N> dx, dbranch, dgate, dscale;
-};
-
 // Word w of a vector (two 16-bit elements or one fp32) as a vector of its own.
 template <typename T, int N>
 using WordVec = Vec<T, N / Vec<T, N>::kWords>;
@@ -234,57 +228,75 @@ __device__ __forceinline__ WordVec<T, N> word_of(const Vec<T, N> v, int w) {
   return piece;
 }
 
-// dz = rstd * (g - mean_g - xhat * mean_gx) + dz_in and every gradient of one vector; adds its
-// per-sample and dweight contributions to the accumulators (floats of the vector's columns).
-// Works a word at a time, so few floats are live at once.
+// The backward of one vector after the row reductions, in two stages so that few values are
+// live at once (each works a word at a time, and each stores its outputs before the next loads
+// its inputs). Stage 1: dz = rstd * (g - mean_g - xhat * mean_gx) + dz_in, kept as floats in
+// `dzt` and stored as dx; dscale stored (per-token scale); the dscale/dweight and dshift sums
+// added to their accumulators (floats of the vector's columns).
 template <typename T, int N>
-__device__ __forceinline__ VecGrads<T, N> vector_grads(
-    const BwdParams<T>& p, const Vec<T, N> dy, const Vec<T, N> z, const Vec<T, N> dz,
-    const Vec<T, N> branch, const Vec<T, N> gate, const Vec<T, N> scale,
-    const Vec<T, N> weight, float mean, float rstd, float mean_g, float mean_gx,
-    float (&acc_p)[N], float (&acc_shift)[N], float (&acc_gate)[N]) {
+__device__ __forceinline__ void input_grads(const BwdParams<T>& p, int64_t at,
+                                            const Vec<T, N> dy, const Vec<T, N> z,
+                                            const Vec<T, N> dz, const Vec<T, N> scale,
+                                            const Vec<T, N> weight, float mean, float rstd,
+                                            float mean_g, float mean_gx, float (&dzt)[N],
+                                            float (&acc_p)[N], float (&acc_shift)[N]) {
   constexpr int kWords = Vec<T, N>::kWords;
   constexpr int kPer = N / kWords;
-  const bool gated = p.branch != nullptr;
-  VecGrads<T, N> out;
+  Vec<T, N> dx, dscale;
 #pragma unroll
   for (int w = 0; w < kWords; ++w) {
-    float fdy[kPer], fz[kPer], fdz[kPer], fs[kPer], fw[kPer];
+    float fdy[kPer], fz[kPer], fdz[kPer], fs[kPer], fw[kPer], out[kPer], ds[kPer];
     to_floats(word_of(dy, w), fdy);
     to_floats(word_of(z, w), fz);
     to_floats(word_of(dz, w), fdz);
     to_floats(word_of(scale, w), fs);
     to_floats(word_of(weight, w), fw);
-    float dzt[kPer], dscale[kPer];
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       const int i = w * kPer + e;
       const float xhat = (fz[e] - mean) * rstd;
       const float dn = fdy[e] * (1.0f + fs[e]);
       const float g = dn * fw[e];
-      dzt[e] = rstd * (g - mean_g - xhat * mean_gx) + fdz[e];
-      dscale[e] = fdy[e] * xhat * fw[e];
+      dzt[i] = rstd * (g - mean_g - xhat * mean_gx) + fdz[e];
+      out[e] = dzt[i];
+      ds[e] = fdy[e] * xhat * fw[e];
       // Per-token scale: dweight's sum of dn * xhat; per-sample: dscale's of dy * xhat.
       acc_p[i] += (p.scale_per_token ? dn : fdy[e]) * xhat;
       acc_shift[i] += fdy[e];
     }
-    out.dx.words[w] = from_floats<T>(dzt).words[0];
-    out.dscale.words[w] = from_floats<T>(dscale).words[0];
-    if (gated) {
-      float fb[kPer], fg[kPer], dbranch[kPer], dgate[kPer];
-      to_floats(word_of(branch, w), fb);
-      to_floats(word_of(gate, w), fg);
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) {
-        dbranch[e] = dzt[e] * fg[e];
-        dgate[e] = dzt[e] * fb[e];
-        acc_gate[w * kPer + e] += dgate[e];
-      }
-      out.dbranch.words[w] = from_floats<T>(dbranch).words[0];
-      out.dgate.words[w] = from_floats<T>(dgate).words[0];
-    }
+    dx.words[w] = from_floats<T>(out).words[0];
+    dscale.words[w] = from_floats<T>(ds).words[0];
   }
-  return out;
+  reinterpret_cast<Vec<T, N>*>(p.dx)[at] = dx;
+  if (p.scale_per_token) reinterpret_cast<Vec<T, N>*>(p.dscale)[at] = dscale;
+}
+
+// Stage 2 (gated): dbranch = dz * gate stored; dgate = dz * branch stored (per-token gate) or
+// added to its accumulator.
+template <typename T, int N>
+__device__ __forceinline__ void gate_grads(const BwdParams<T>& p, int64_t at,
+                                           const float (&dzt)[N], const Vec<T, N> branch,
+                                           const Vec<T, N> gate, float (&acc_gate)[N]) {
+  constexpr int kWords = Vec<T, N>::kWords;
+  constexpr int kPer = N / kWords;
+  Vec<T, N> dbranch, dgate;
+#pragma unroll
+  for (int w = 0; w < kWords; ++w) {
+    float fb[kPer], fg[kPer], db[kPer], dg[kPer];
+    to_floats(word_of(branch, w), fb);
+    to_floats(word_of(gate, w), fg);
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int i = w * kPer + e;
+      db[e] = dzt[i] * fg[e];
+      dg[e] = dzt[i] * fb[e];
+      acc_gate[i] += dg[e];
+    }
+    dbranch.words[w] = from_floats<T>(db).words[0];
+    dgate.words[w] = from_floats<T>(dg).words[0];
+  }
+  reinterpret_cast<Vec<T, N>*>(p.dbranch)[at] = dbranch;
+  if (p.gate_per_token) reinterpret_cast<Vec<T, N>*>(p.dgate)[at] = dgate;
 }
 
 // Stores `values` into `dst` when dst is not null (a partial row that is wanted).
@@ -509,8 +521,8 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
 
     float sum_g = 0.0f, sum_gx = 0.0f;
     if (active) {
-      grad_sums(dy, z, scale_rows[scale_at], load_or(weight != nullptr, weight, lane, one), mean, rstd,
-                sum_g, sum_gx);
+      grad_sums(dy, z, scale_rows[scale_at], load_or(weight != nullptr, weight, lane, one), mean,
+                rstd, sum_g, sum_gx);
     }
     float mean_g = 0.0f;
     if (p.layer) {
@@ -523,19 +535,15 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
 
     // The barrier in row_sum keeps the compiler from reusing the loads above: these re-read.
     const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
-    const V branch = load_or(gated, reinterpret_cast<const V*>(p.branch), at, zero);
-    const V gate = load_or(gated, reinterpret_cast<const V*>(p.gate), gate_at, zero);
-    const VecGrads<T, kVec> g =
-        vector_grads(p, dy, z, dz, branch, gate, scale_rows[scale_at],
-                     load_or(weight != nullptr, weight, lane, one), mean, rstd, mean_g, mean_gx, acc_p,
-                     acc_shift, acc_gate);
-    reinterpret_cast<V*>(p.dx)[at] = g.dx;
-    if (gated) {
-      reinterpret_cast<V*>(p.dbranch)[at] = g.dbranch;
-      if (p.gate_per_token) reinterpret_cast<V*>(p.dgate)[at] = g.dgate;
-    }
-    if (p.scale_per_token) reinterpret_cast<V*>(p.dscale)[at] = g.dscale;
+    const V w = load_or(weight != nullptr, weight, lane, one);
+    float dzt[kVec];
+    input_grads(p, at, dy, z, dz, scale_rows[scale_at], w, mean, rstd, mean_g, mean_gx, dzt,
+                acc_p, acc_shift);
     if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy;
+    if (gated) {
+      gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at],
+                 reinterpret_cast<const V*>(p.gate)[gate_at], acc_gate);
+    }
   }
   if (!active) return;
   const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
@@ -597,21 +605,16 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
     for (int v = lane; v < num_vecs; v += threads_per_row) {
       const int64_t at = row_offset + v;
       const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
-      const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
-      const V branch = load_or(gated, reinterpret_cast<const V*>(p.branch), at, zero);
-      const V gate_v = load_or(gated, gate, v, zero);
       const V dy_v = dy[v];
-      float acc_p[kVecElems] = {}, acc_shift[kVecElems] = {}, acc_gate[kVecElems] = {};
-      const VecGrads<T, kVecElems> g =
-          vector_grads(p, dy_v, z[v], dz, branch, gate_v, scale[v], w, mean, rstd, mean_g,
-                              mean_gx, acc_p, acc_shift, acc_gate);
-      reinterpret_cast<V*>(p.dx)[at] = g.dx;
-      if (gated) {
-        reinterpret_cast<V*>(p.dbranch)[at] = g.dbranch;
-        if (p.gate_per_token) reinterpret_cast<V*>(p.dgate)[at] = g.dgate;
-      }
-      if (p.scale_per_token) reinterpret_cast<V*>(p.dscale)[at] = g.dscale;
+      float dzt[kVecElems], acc_p[kVecElems] = {}, acc_shift[kVecElems] = {},
+          acc_gate[kVecElems] = {};
+      const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
+      input_grads(p, at, dy_v, z[v], dz, scale[v], w, mean, rstd, mean_g, mean_gx, dzt, acc_p,
+                  acc_shift);
       if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy_v;
+      if (gated) {
+        gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at], gate[v], acc_gate);
+      }
       const int64_t partial_at = partial_row + v * kVecElems;
       add_to_partial(p.partial_p, partial_at, acc_p);
       add_to_partial(p.partial_shift, partial_at, acc_shift);

@@ -46,10 +46,11 @@ inline constexpr ResidentShape kFwdShapes[] = {
 // Backward: one vector per thread, since each thread also keeps up to three fp32 accumulator
 // vectors (per-sample dscale/dweight, dshift and dgate sums over its columns) in registers across
 // the rows of its block. threads_per_block * min_blocks_per_sm = 768 allows 80 registers per
-// thread, which ptxas (sm_90) meets with at most 4 bytes of spill; 1024 threads per block
-// (64 registers) spilled 140 bytes, so rows of more than 768 vectors take the looped kernel.
+// thread: ptxas (sm_75, sm_80, sm_90) then spills nothing for any dtype, where 1024 threads per
+// block (64 registers) spilled 16-bit rows, so rows of more than 768 vectors take the looped
+// kernel. The 32-thread shape runs 16 blocks per SM (the sm_75 limit), which caps nothing.
 inline constexpr ResidentShape kBwdShapes[] = {
-    {32, 1, 1, 16},    // hidden <= 256 (16 blocks: the sm_75 limit; no register cap results)
+    {32, 1, 1, 16},    // hidden <= 256
     {64, 1, 1, 12},    // <= 512
     {128, 1, 1, 6},    // <= 1024
     {256, 1, 1, 3},    // <= 2048
