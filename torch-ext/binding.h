@@ -36,6 +36,7 @@ struct KernelBinding {
 KernelBinding rmsnorm_binding();
 KernelBinding geglu_binding();
 KernelBinding rope_binding();
+KernelBinding adaln_binding();
 
 // The namespace this build registered under (set once, before any registration).
 std::string& op_namespace();

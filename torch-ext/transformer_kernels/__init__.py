@@ -6,11 +6,16 @@ fake implementation and autograd, so it runs in eager mode and under torch.compi
 
 from . import layers
 from ._ops import BACKEND, add_op_namespace_prefix, ops
+from .adaln import adaln, adaln_gated, adaln_gated_reference, adaln_reference
 from .geglu import geglu, geglu_reference, gelu, gelu_reference, silu_and_mul
 from .rmsnorm import rms_norm, rms_norm_add, rms_norm_add_reference, rms_norm_reference
 from .rope import apply_rope3d, apply_rotary, apply_rotary_pos_emb, rope3d_reference, rope_reference
 
 __all__ = [
+    "adaln",
+    "adaln_gated",
+    "adaln_gated_reference",
+    "adaln_reference",
     "add_op_namespace_prefix",
     "apply_rope3d",
     "apply_rotary",

@@ -73,5 +73,37 @@ SCHEMAS: dict[str, str] = {
     "rope3d": (
         "(Tensor x, int[] grid, int[] split, float theta, float[] scale, str layout,"
         " bool interleaved, bool conjugate) -> Tensor"
+    # AdaLN backends. x, branch, z and their gradients: [B, S, D]. scale, shift, gate and their
+    # gradients: [B, D] (per sample) or [B, S, D] (per token), each independently; a `*_bwd_out`
+    # gradient's shape says its tensor's layout. mean and rstd: fp32 [B, S]; mean is 0 for
+    # norm="rms". z (gated) is x + gate * branch rounded to x's dtype, the tensor normalized.
+    "adaln_fwd_out": (
+        "(Tensor(a!) y, Tensor(b!)? z, Tensor(c!) mean, Tensor(d!) rstd, Tensor x,"
+        " Tensor? branch, Tensor? gate, Tensor scale, Tensor shift, Tensor? weight, float eps,"
+        " str norm) -> ()"
+    ),
+    "adaln_bwd_out": (
+        "(Tensor(a!) dx, Tensor(b!) dscale, Tensor(c!) dshift, Tensor(d!)? dweight,"
+        " Tensor(e!)? dbranch, Tensor(f!)? dgate, Tensor dy, Tensor? dz, Tensor z,"
+        " Tensor? branch, Tensor? gate, Tensor scale, Tensor? weight, Tensor mean, Tensor rstd,"
+        " str norm) -> ()"
+    ),
+    # AdaLN functional ops (autograd + fake); norm is "rms" or "layer". scale, shift and gate
+    # may also be [B, 1, D] (per sample). adaln returns (y, mean, rstd), adaln_gated
+    # (y, z, mean, rstd). adaln_backward returns (dx, dscale, dshift, dweight, dbranch, dgate):
+    # dscale and dgate in scale's and gate's shapes, dshift [B, S, D] if shift_per_token else
+    # [B, D]; dweight empty unless want_dweight, dbranch and dgate empty unless gated.
+    "adaln": (
+        "(Tensor x, Tensor scale, Tensor shift, Tensor? weight, float eps, str norm)"
+        " -> (Tensor, Tensor, Tensor)"
+    ),
+    "adaln_gated": (
+        "(Tensor x, Tensor branch, Tensor gate, Tensor scale, Tensor shift, Tensor? weight,"
+        " float eps, str norm) -> (Tensor, Tensor, Tensor, Tensor)"
+    ),
+    "adaln_backward": (
+        "(Tensor dy, Tensor? dz, Tensor z, Tensor? branch, Tensor? gate, Tensor scale,"
+        " bool shift_per_token, Tensor? weight, Tensor mean, Tensor rstd, str norm,"
+        " bool want_dweight) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)"
     ),
 }

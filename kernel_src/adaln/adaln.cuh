@@ -1,0 +1,716 @@
+// AdaLN device code: forward, backward and the partial-sum reductions, framework-free (CUDA
+// headers only). adaln.h states the math; launch_config.h the launch shapes; adaln.cu picks and
+// launches.
+//
+// Two families, as in RMSNorm:
+//   *_resident: 16-byte vectors, the row held in registers between its reductions and its
+//               outputs, so each input is read once. Shapes are template arguments, so every
+//               register array is indexed by compile-time constants only.
+//   *_looped:   any vector width and row length; several passes over the row.
+// Per-sample modulation rows (scale, shift, gate of shape [batch, hidden]) are read by every
+// token of their sample: after the first token they come from L2.
+// Row offsets are 64-bit (rows * hidden may exceed 2^31); offsets inside a row are int.
+#pragma once
+
+#include <cstdint>
+
+#include "_common/reduce.cuh"
+#include "_common/vec.cuh"
+#include "adaln/launch_config.h"
+
+namespace tk::adaln {
+
+template <typename T>
+struct FwdParams {
+  T* y;
+  T* z_out;             // set iff gated
+  float* mean;
+  float* rstd;
+  const T* x;
+  const T* branch;      // nullptr: plain; else gated (gate set too)
+  const T* gate;
+  const T* scale;
+  const T* shift;
+  const T* weight;      // nullptr: no weight
+  int64_t rows;
+  int64_t seq;
+  int hidden;
+  float inv_hidden;
+  float eps;
+  bool layer;           // LayerNorm (subtract the mean); else RMSNorm
+  bool scale_per_token;
+  bool shift_per_token;
+  bool gate_per_token;
+};
+
+template <typename T>
+struct BwdParams {
+  T* dx;
+  T* dscale;               // written here only when scale is per token
+  T* dshift;               // written here only when shift is per token
+  T* dbranch;              // gated only
+  T* dgate;                // written here only when gated with a per-token gate
+  // One fp32 row of `hidden` per block (block = sample * chunks + chunk), or nullptr:
+  float* partial_p;        // sum of dy * xhat (per-sample scale) or of dn * xhat (per-token
+                           // scale, for dweight only); nullptr when neither is wanted
+  float* partial_shift;    // sum of dy; per-sample shift only
+  float* partial_gate;     // sum of dz * branch; gated with a per-sample gate only
+  const T* dy;
+  const T* dz;             // nullptr: no gradient flows into z_out
+  const T* z;
+  const T* branch;         // gated only (with gate)
+  const T* gate;
+  const T* scale;
+  const T* weight;         // nullptr: no weight
+  const float* mean;
+  const float* rstd;
+  int64_t seq;
+  int64_t chunks;          // blocks per sample
+  int hidden;
+  float inv_hidden;
+  bool layer;
+  bool scale_per_token;
+  bool shift_per_token;
+  bool gate_per_token;
+};
+
+// src[index], or `fallback` when the condition is false. By value: a conditional expression of
+// two lvalues (a load and a local) is an lvalue, which the compiler turned into a pointer select
+// between global and local memory, i.e. four 4-byte generic loads instead of one 16-byte load.
+template <typename V>
+__device__ __forceinline__ V load_or(bool condition, const V* src, int64_t index, V fallback) {
+  if (condition) return src[index];
+  return fallback;
+}
+
+// Asks for the 128-byte line holding `address` to be brought into L1; no register waits on it.
+// PTX only: a hipified build (AMD) skips the hint.
+__device__ __forceinline__ void prefetch_l1(const void* address) {
+#if defined(__HIP_PLATFORM_AMD__)
+  (void)address;
+#else
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(address));
+#endif
+}
+
+// The helpers below take vectors by value: a vector passed by reference straight from global
+// memory was read a 4-byte word at a time (each word is widened separately); a by-value
+// argument is one 16-byte load.
+
+// One element as fp32, and one fp32 value rounded into an element.
+template <typename T>
+__device__ __forceinline__ float load_float(const T* src, int64_t index) {
+  float value[1];
+  to_floats(reinterpret_cast<const Vec<T, 1>*>(src)[index], value);
+  return value[0];
+}
+
+template <typename T>
+__device__ __forceinline__ void store_float(T* dst, int64_t index, float value) {
+  const float values[1] = {value};
+  reinterpret_cast<Vec<T, 1>*>(dst)[index] = from_floats<T>(values);
+}
+
+// Row of a modulation tensor serving x's row `row` (of sample `sample`).
+__device__ __forceinline__ int64_t modulation_row(bool per_token, int64_t row, int64_t sample) {
+  return per_token ? row : sample;
+}
+
+// Sum over the threads that share a row: the warp, or the whole (1-D) block.
+template <int kThreadsPerRow>
+__device__ __forceinline__ float row_sum(float value, BlockSumScratch& scratch) {
+  static_assert(kThreadsPerRow % kWarpSize == 0, "a row is handled by whole warps");
+  if constexpr (kThreadsPerRow == kWarpSize) {
+    return warp_sum(value);
+  } else {
+    return block_sum(value, scratch);
+  }
+}
+
+__device__ __forceinline__ float looped_row_sum(float value, int threads_per_row,
+                                                BlockSumScratch& scratch) {
+  return threads_per_row == kWarpSize ? warp_sum(value) : block_sum(value, scratch);
+}
+
+// Loads this thread's vectors of one row; vectors past the row's end read as zero.
+template <int kThreadsPerRow, int kVecsPerThread, typename T, int N>
+__device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const Vec<T, N>* row,
+                                         int lane, int num_vecs) {
+#pragma unroll
+  for (int k = 0; k < kVecsPerThread; ++k) {
+    const int v = lane + k * kThreadsPerRow;
+    out[k] = v < num_vecs ? row[v] : zeros<T, N>();
+  }
+}
+
+// z = x + gate * branch in fp32, rounded to T. Multiply and add are rounded separately (no
+// FMA), the way PyTorch computes the fp32 expression, so z matches it bit for bit.
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> gated_sum(const Vec<T, N> x, const Vec<T, N> gate,
+                                               const Vec<T, N> branch) {
+  float fx[N], fg[N], fb[N];
+  to_floats(x, fx);
+  to_floats(gate, fg);
+  to_floats(branch, fb);
+#pragma unroll
+  for (int i = 0; i < N; ++i) fx[i] = __fadd_rn(fx[i], __fmul_rn(fg[i], fb[i]));
+  return from_floats<T>(fx);
+}
+
+template <typename T, int N>
+__device__ __forceinline__ float sum_elements(const Vec<T, N> v) {
+  float f[N];
+  to_floats(v, f);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < N; ++i) sum += f[i];
+  return sum;
+}
+
+// sum((v - mean)^2): the sum of squares for RMSNorm (mean 0), the variance's for LayerNorm.
+template <typename T, int N>
+__device__ __forceinline__ float sum_squared_deviations(const Vec<T, N> v, float mean) {
+  float f[N];
+  to_floats(v, f);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const float d = f[i] - mean;
+    sum += d * d;
+  }
+  return sum;
+}
+
+// y = (z - mean) * rstd * weight * (1 + scale) + shift.
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> modulate(const Vec<T, N> z, const Vec<T, N> weight,
+                                              const Vec<T, N> scale, const Vec<T, N> shift,
+                                              float mean, float rstd) {
+  float fz[N], fw[N], fs[N], fsh[N];
+  to_floats(z, fz);
+  to_floats(weight, fw);
+  to_floats(scale, fs);
+  to_floats(shift, fsh);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const float n = (fz[i] - mean) * rstd * fw[i];
+    fz[i] = n * (1.0f + fs[i]) + fsh[i];
+  }
+  return from_floats<T>(fz);
+}
+
+// Adds sum(g) and sum(g * xhat) over one vector, g = dy * (1 + scale) * weight.
+template <typename T, int N>
+__device__ __forceinline__ void grad_sums(const Vec<T, N> dy, const Vec<T, N> z,
+                                          const Vec<T, N> scale, const Vec<T, N> weight,
+                                          float mean, float rstd, float& sum_g, float& sum_gx) {
+  float fdy[N], fz[N], fs[N], fw[N];
+  to_floats(dy, fdy);
+  to_floats(z, fz);
+  to_floats(scale, fs);
+  to_floats(weight, fw);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const float g = fdy[i] * (1.0f + fs[i]) * fw[i];
+    sum_g += g;
+    sum_gx += g * ((fz[i] - mean) * rstd);
+  }
+}
+
+// Word w of a vector (two 16-bit elements or one fp32) as a vector of its own.
+template <typename T, int N>
+using WordVec = Vec<T, N / Vec<T, N>::kWords>;
+
+template <typename T, int N>
+__device__ __forceinline__ WordVec<T, N> word_of(const Vec<T, N> v, int w) {
+  WordVec<T, N> piece;
+  piece.words[0] = v.words[w];
+  return piece;
+}
+
+// The backward of one vector after the row reductions, in two stages so that few values are
+// live at once (each works a word at a time, and each stores its outputs before the next loads
+// its inputs). Stage 1: dz = rstd * (g - mean_g - xhat * mean_gx) + dz_in, kept as floats in
+// `dzt` and stored as dx; dscale stored (per-token scale); the dscale/dweight and dshift sums
+// added to their accumulators (floats of the vector's columns).
+template <typename T, int N>
+__device__ __forceinline__ void input_grads(const BwdParams<T>& p, int64_t at,
+                                            const Vec<T, N> dy, const Vec<T, N> z,
+                                            const Vec<T, N> dz, const Vec<T, N> scale,
+                                            const Vec<T, N> weight, float mean, float rstd,
+                                            float mean_g, float mean_gx, float (&dzt)[N],
+                                            float (&acc_p)[N], float (&acc_shift)[N]) {
+  constexpr int kWords = Vec<T, N>::kWords;
+  constexpr int kPer = N / kWords;
+  Vec<T, N> dx, dscale;
+#pragma unroll
+  for (int w = 0; w < kWords; ++w) {
+    float fdy[kPer], fz[kPer], fdz[kPer], fs[kPer], fw[kPer], out[kPer], ds[kPer];
+    to_floats(word_of(dy, w), fdy);
+    to_floats(word_of(z, w), fz);
+    to_floats(word_of(dz, w), fdz);
+    to_floats(word_of(scale, w), fs);
+    to_floats(word_of(weight, w), fw);
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int i = w * kPer + e;
+      const float xhat = (fz[e] - mean) * rstd;
+      const float dn = fdy[e] * (1.0f + fs[e]);
+      const float g = dn * fw[e];
+      dzt[i] = rstd * (g - mean_g - xhat * mean_gx) + fdz[e];
+      out[e] = dzt[i];
+      ds[e] = fdy[e] * xhat * fw[e];
+      // Per-token scale: dweight's sum of dn * xhat; per-sample: dscale's of dy * xhat.
+      acc_p[i] += (p.scale_per_token ? dn : fdy[e]) * xhat;
+      acc_shift[i] += fdy[e];
+    }
+    dx.words[w] = from_floats<T>(out).words[0];
+    dscale.words[w] = from_floats<T>(ds).words[0];
+  }
+  reinterpret_cast<Vec<T, N>*>(p.dx)[at] = dx;
+  if (p.scale_per_token) reinterpret_cast<Vec<T, N>*>(p.dscale)[at] = dscale;
+}
+
+// Stage 2 (gated): dbranch = dz * gate stored; dgate = dz * branch stored (per-token gate) or
+// added to its accumulator.
+template <typename T, int N>
+__device__ __forceinline__ void gate_grads(const BwdParams<T>& p, int64_t at,
+                                           const float (&dzt)[N], const Vec<T, N> branch,
+                                           const Vec<T, N> gate, float (&acc_gate)[N]) {
+  constexpr int kWords = Vec<T, N>::kWords;
+  constexpr int kPer = N / kWords;
+  Vec<T, N> dbranch, dgate;
+#pragma unroll
+  for (int w = 0; w < kWords; ++w) {
+    float fb[kPer], fg[kPer], db[kPer], dg[kPer];
+    to_floats(word_of(branch, w), fb);
+    to_floats(word_of(gate, w), fg);
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int i = w * kPer + e;
+      db[e] = dzt[i] * fg[e];
+      dg[e] = dzt[i] * fb[e];
+      acc_gate[i] += dg[e];
+    }
+    dbranch.words[w] = from_floats<T>(db).words[0];
+    dgate.words[w] = from_floats<T>(dg).words[0];
+  }
+  reinterpret_cast<Vec<T, N>*>(p.dbranch)[at] = dbranch;
+  if (p.gate_per_token) reinterpret_cast<Vec<T, N>*>(p.dgate)[at] = dgate;
+}
+
+// Stores `values` into `dst` when dst is not null (a partial row that is wanted).
+template <int N>
+__device__ __forceinline__ void store_partial(float* dst, int64_t offset,
+                                              const float (&values)[N]) {
+  if (dst != nullptr) store_floats(dst + offset, values);
+}
+
+// dst[offset ...] += values (a partial row, owned by this thread), when dst is not null.
+template <int N>
+__device__ __forceinline__ void add_to_partial(float* dst, int64_t offset,
+                                               const float (&values)[N]) {
+  if (dst == nullptr) return;
+  float sum[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) sum[i] = values[i];
+  add_floats(sum, dst + offset);
+  store_floats(dst + offset, sum);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+template <typename T, int kThreadsPerRow, int kVecsPerThread, int kRowsPerBlock,
+          int kMinBlocksPerSm>
+__global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm)
+    adaln_fwd_resident(FwdParams<T> p) {
+  constexpr int kVec = kElemsPer16Bytes<T>;
+  using V = Vec<T, kVec>;
+  __shared__ BlockSumScratch scratch[2];
+  const int lane = threadIdx.x % kThreadsPerRow;
+  const int num_vecs = p.hidden / kVec;
+
+  int parity = 0;
+  const int row_in_block = threadIdx.x / kThreadsPerRow;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + row_in_block; row < p.rows;
+       row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t sample = row / p.seq;
+    const int64_t row_offset = row * num_vecs;
+    V z[kVecsPerThread];
+    load_row<kThreadsPerRow>(z, reinterpret_cast<const V*>(p.x) + row_offset, lane, num_vecs);
+    if (p.branch != nullptr) {
+      V branch[kVecsPerThread], gate[kVecsPerThread];
+      load_row<kThreadsPerRow>(branch, reinterpret_cast<const V*>(p.branch) + row_offset, lane,
+                               num_vecs);
+      const int64_t gate_offset = modulation_row(p.gate_per_token, row, sample) * num_vecs;
+      load_row<kThreadsPerRow>(gate, reinterpret_cast<const V*>(p.gate) + gate_offset, lane,
+                               num_vecs);
+      V* z_out = reinterpret_cast<V*>(p.z_out) + row_offset;
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        z[k] = gated_sum(z[k], gate[k], branch[k]);
+        const int v = lane + k * kThreadsPerRow;
+        if (v < num_vecs) z_out[v] = z[k];
+      }
+    }
+
+    // Vectors past the row's end hold zeros: they add nothing to a sum, but (0 - mean)^2 is not
+    // nothing, so the deviation sum skips them.
+    float mean = 0.0f;
+    if (p.layer) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) sum += sum_elements(z[k]);
+      mean = row_sum<kThreadsPerRow>(sum, scratch[parity]) * p.inv_hidden;
+      parity ^= 1;
+    }
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (lane + k * kThreadsPerRow < num_vecs) squares += sum_squared_deviations(z[k], mean);
+    }
+    const float total = row_sum<kThreadsPerRow>(squares, scratch[parity]);
+    parity ^= 1;
+    const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
+    if (lane == 0) {
+      p.mean[row] = mean;
+      p.rstd[row] = rstd;
+    }
+
+    // Loaded after the reductions: held across them, they would triple the registers.
+    const V* scale = reinterpret_cast<const V*>(p.scale) +
+                     modulation_row(p.scale_per_token, row, sample) * num_vecs;
+    const V* shift = reinterpret_cast<const V*>(p.shift) +
+                     modulation_row(p.shift_per_token, row, sample) * num_vecs;
+    const V* weight = reinterpret_cast<const V*>(p.weight);
+    V* y = reinterpret_cast<V*>(p.y) + row_offset;
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      const int v = lane + k * kThreadsPerRow;
+      if (v < num_vecs) {
+        const V w = weight != nullptr ? weight[v] : filled<T, kVec>(1.0f);
+        y[v] = modulate(z[k], w, scale[v], shift[v], mean, rstd);
+      }
+    }
+  }
+}
+
+// One block of threads_per_row threads per row (1-D block). Pass 1 forms z (writing z_out when
+// gated) and sums it (layer) or its squares (rms); layer adds a pass for the variance; the last
+// pass writes y. Later passes re-read z from x or from z_out, which this same thread wrote.
+template <typename T, int kVecElems>
+__global__ void __launch_bounds__(kLoopedMaxThreads) adaln_fwd_looped(FwdParams<T> p) {
+  using V = Vec<T, kVecElems>;
+  __shared__ BlockSumScratch scratch[2];
+  const int threads_per_row = blockDim.x;
+  const int lane = threadIdx.x;
+  const int num_vecs = p.hidden / kVecElems;
+  const bool gated = p.branch != nullptr;
+
+  int parity = 0;
+  for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
+    const int64_t sample = row / p.seq;
+    const int64_t row_offset = row * num_vecs;
+    const V* x = reinterpret_cast<const V*>(p.x) + row_offset;
+    const V* branch = reinterpret_cast<const V*>(p.branch) + row_offset;
+    const V* gate = reinterpret_cast<const V*>(p.gate) +
+                    modulation_row(p.gate_per_token, row, sample) * num_vecs;
+    V* z_out = reinterpret_cast<V*>(p.z_out) + row_offset;
+
+    float sum = 0.0f;
+#pragma unroll 4
+    for (int v = lane; v < num_vecs; v += threads_per_row) {
+      V z = x[v];
+      if (gated) {
+        z = gated_sum(z, gate[v], branch[v]);
+        z_out[v] = z;
+      }
+      sum += p.layer ? sum_elements(z) : sum_squared_deviations(z, 0.0f);
+    }
+    float total = looped_row_sum(sum, threads_per_row, scratch[parity]);
+    parity ^= 1;
+
+    const V* z_row = gated ? z_out : x;
+    float mean = 0.0f;
+    if (p.layer) {
+      mean = total * p.inv_hidden;
+      float squares = 0.0f;
+#pragma unroll 4
+      for (int v = lane; v < num_vecs; v += threads_per_row) {
+        squares += sum_squared_deviations(z_row[v], mean);
+      }
+      total = looped_row_sum(squares, threads_per_row, scratch[parity]);
+      parity ^= 1;
+    }
+    const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
+    if (lane == 0) {
+      p.mean[row] = mean;
+      p.rstd[row] = rstd;
+    }
+
+    const V* scale = reinterpret_cast<const V*>(p.scale) +
+                     modulation_row(p.scale_per_token, row, sample) * num_vecs;
+    const V* shift = reinterpret_cast<const V*>(p.shift) +
+                     modulation_row(p.shift_per_token, row, sample) * num_vecs;
+    const V* weight = reinterpret_cast<const V*>(p.weight);
+    V* y = reinterpret_cast<V*>(p.y) + row_offset;
+#pragma unroll 4
+    for (int v = lane; v < num_vecs; v += threads_per_row) {
+      const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
+      y[v] = modulate(z_row[v], w, scale[v], shift[v], mean, rstd);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward: block b * chunks + c walks its contiguous run of the rows of sample b. Per-token
+// gradients are stored row by row; per-sample sums (and the dweight sum) are accumulated in
+// fp32 over the block's rows and written as the block's partial rows, which
+// adaln_reduce_chunks and adaln_reduce_dweight then sum in a fixed order: deterministic for a
+// given device.
+
+// First and one-past-last row of this block's run.
+__device__ __forceinline__ void block_rows(const int64_t seq, const int64_t chunks,
+                                           int64_t& sample, int64_t& first, int64_t& end) {
+  sample = blockIdx.x / chunks;
+  const int64_t chunk = blockIdx.x % chunks;
+  first = sample * seq + seq * chunk / chunks;
+  end = sample * seq + seq * (chunk + 1) / chunks;
+}
+
+// One 16-byte vector per thread (kBwdShapes), with up to three fp32 accumulator vectors in
+// registers. To keep few registers live across the row reductions, only dy and z are held
+// across them: scale and weight are read before them (for the sums) and again after them (L1
+// hits), and dz, branch and gate, needed only after them, are prefetched into L1 before them,
+// so all of the row's DRAM traffic is still in flight at once.
+template <typename T, int kThreadsPerRow, int kMinBlocksPerSm>
+__global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
+    adaln_bwd_resident(BwdParams<T> p) {
+  constexpr int kVec = kElemsPer16Bytes<T>;
+  using V = Vec<T, kVec>;
+  __shared__ BlockSumScratch scratch[2];
+  const int lane = threadIdx.x;
+  const int num_vecs = p.hidden / kVec;
+  const bool active = lane < num_vecs;
+  const bool gated = p.branch != nullptr;
+  int64_t sample, first, end;
+  block_rows(p.seq, p.chunks, sample, first, end);
+  const V* scale_rows = reinterpret_cast<const V*>(p.scale);
+  const V* weight = reinterpret_cast<const V*>(p.weight);
+
+  float acc_p[kVec] = {}, acc_shift[kVec] = {}, acc_gate[kVec] = {};
+  const V zero = zeros<T, kVec>();
+  const V one = filled<T, kVec>(1.0f);
+  int parity = 0;
+  for (int64_t row = first; row < end; ++row) {
+    const int64_t at = row * num_vecs + lane;
+    const int64_t scale_at = modulation_row(p.scale_per_token, row, sample) * num_vecs + lane;
+    const int64_t gate_at = modulation_row(p.gate_per_token, row, sample) * num_vecs + lane;
+    const V dy = load_or(active, reinterpret_cast<const V*>(p.dy), at, zero);
+    const V z = load_or(active, reinterpret_cast<const V*>(p.z), at, zero);
+    if (active) {
+      if (p.dz != nullptr) prefetch_l1(reinterpret_cast<const V*>(p.dz) + at);
+      if (gated) {
+        prefetch_l1(reinterpret_cast<const V*>(p.branch) + at);
+        prefetch_l1(reinterpret_cast<const V*>(p.gate) + gate_at);
+      }
+    }
+    const float mean = p.mean[row];
+    const float rstd = p.rstd[row];
+
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    if (active) {
+      grad_sums(dy, z, scale_rows[scale_at], load_or(weight != nullptr, weight, lane, one), mean,
+                rstd, sum_g, sum_gx);
+    }
+    float mean_g = 0.0f;
+    if (p.layer) {
+      mean_g = row_sum<kThreadsPerRow>(sum_g, scratch[parity]) * p.inv_hidden;
+      parity ^= 1;
+    }
+    const float mean_gx = row_sum<kThreadsPerRow>(sum_gx, scratch[parity]) * p.inv_hidden;
+    parity ^= 1;
+    if (!active) continue;
+
+    // The barrier in row_sum keeps the compiler from reusing the loads above: these re-read.
+    const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
+    const V w = load_or(weight != nullptr, weight, lane, one);
+    float dzt[kVec];
+    input_grads(p, at, dy, z, dz, scale_rows[scale_at], w, mean, rstd, mean_g, mean_gx, dzt,
+                acc_p, acc_shift);
+    if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy;
+    if (gated) {
+      gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at],
+                 reinterpret_cast<const V*>(p.gate)[gate_at], acc_gate);
+    }
+  }
+  if (!active) return;
+  const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
+  store_partial(p.partial_p, partial_at, acc_p);
+  store_partial(p.partial_shift, partial_at, acc_shift);
+  store_partial(p.partial_gate, partial_at, acc_gate);
+}
+
+// A block of threads_per_row threads per (sample, chunk). Each thread owns the same columns in
+// every row, so it accumulates the block's partial rows in place in the workspace (L1/L2
+// resident), with no other thread touching those floats.
+template <typename T, int kVecElems>
+__global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<T> p) {
+  using V = Vec<T, kVecElems>;
+  __shared__ BlockSumScratch scratch[2];
+  const int threads_per_row = blockDim.x;
+  const int lane = threadIdx.x;
+  const int num_vecs = p.hidden / kVecElems;
+  const bool gated = p.branch != nullptr;
+  int64_t sample, first, end;
+  block_rows(p.seq, p.chunks, sample, first, end);
+  const int64_t partial_row = static_cast<int64_t>(blockIdx.x) * p.hidden;
+
+  for (int v = lane; v < num_vecs; v += threads_per_row) {
+    const float zeros_row[kVecElems] = {};
+    store_partial(p.partial_p, partial_row + v * kVecElems, zeros_row);
+    store_partial(p.partial_shift, partial_row + v * kVecElems, zeros_row);
+    store_partial(p.partial_gate, partial_row + v * kVecElems, zeros_row);
+  }
+
+  const V zero = zeros<T, kVecElems>();
+  const V* weight = reinterpret_cast<const V*>(p.weight);
+  int parity = 0;
+  for (int64_t row = first; row < end; ++row) {
+    const int64_t row_offset = row * num_vecs;
+    const V* dy = reinterpret_cast<const V*>(p.dy) + row_offset;
+    const V* z = reinterpret_cast<const V*>(p.z) + row_offset;
+    const V* scale = reinterpret_cast<const V*>(p.scale) +
+                     modulation_row(p.scale_per_token, row, sample) * num_vecs;
+    const float mean = p.mean[row];
+    const float rstd = p.rstd[row];
+
+    float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma unroll 4
+    for (int v = lane; v < num_vecs; v += threads_per_row) {
+      const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
+      grad_sums(dy[v], z[v], scale[v], w, mean, rstd, sum_g, sum_gx);
+    }
+    float mean_g = 0.0f;
+    if (p.layer) {
+      mean_g = looped_row_sum(sum_g, threads_per_row, scratch[parity]) * p.inv_hidden;
+      parity ^= 1;
+    }
+    const float mean_gx = looped_row_sum(sum_gx, threads_per_row, scratch[parity]) * p.inv_hidden;
+    parity ^= 1;
+
+    const V* gate = reinterpret_cast<const V*>(p.gate) +
+                    modulation_row(p.gate_per_token, row, sample) * num_vecs;
+    for (int v = lane; v < num_vecs; v += threads_per_row) {
+      const int64_t at = row_offset + v;
+      const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
+      const V dy_v = dy[v];
+      float dzt[kVecElems], acc_p[kVecElems] = {}, acc_shift[kVecElems] = {},
+          acc_gate[kVecElems] = {};
+      const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
+      input_grads(p, at, dy_v, z[v], dz, scale[v], w, mean, rstd, mean_g, mean_gx, dzt, acc_p,
+                  acc_shift);
+      if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy_v;
+      if (gated) {
+        gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at], gate[v], acc_gate);
+      }
+      const int64_t partial_at = partial_row + v * kVecElems;
+      add_to_partial(p.partial_p, partial_at, acc_p);
+      add_to_partial(p.partial_shift, partial_at, acc_shift);
+      add_to_partial(p.partial_gate, partial_at, acc_gate);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Second pass of the backward sums. A block covers 32 columns of one sample with 16 groups of
+// partial rows; each warp reads 32 consecutive floats (128 bytes) of a partial row.
+inline constexpr int kReduceColumns = 32;
+inline constexpr int kReduceRowGroups = 16;
+
+template <typename T>
+struct ReduceParams {
+  T* dscale;                 // [batch, hidden]: written when scale is per sample
+  T* dshift;                 // [batch, hidden]: written when partial_shift is given
+  T* dgate;                  // [batch, hidden]: written when partial_gate is given
+  float* sample_p;           // [batch, hidden] fp32 sums of partial_p, for dweight; or nullptr
+  const float* partial_p;    // the BwdParams partial rows ([batch * chunks, hidden])
+  const float* partial_shift;
+  const float* partial_gate;
+  const T* weight;           // dscale = weight * (sum of dy * xhat); nullptr: no weight
+  int64_t chunks;
+  int64_t column_tiles;      // ceil(hidden / kReduceColumns)
+  int hidden;
+  bool scale_per_token;
+};
+
+// Block (sample, column tile) = blockIdx.x: sums the sample's `chunks` partial rows, in chunk
+// order within each row group and then group order.
+template <typename T>
+__global__ void __launch_bounds__(kReduceColumns* kReduceRowGroups)
+    adaln_reduce_chunks(ReduceParams<T> p) {
+  __shared__ float group_sums[3][kReduceRowGroups][kReduceColumns];
+  const int64_t sample = blockIdx.x / p.column_tiles;
+  const int column = static_cast<int>(blockIdx.x % p.column_tiles) * kReduceColumns + threadIdx.x;
+  const float* partials[3] = {p.partial_p, p.partial_shift, p.partial_gate};
+  float sums[3] = {0.0f, 0.0f, 0.0f};
+  if (column < p.hidden) {
+    for (int64_t c = threadIdx.y; c < p.chunks; c += kReduceRowGroups) {
+      const int64_t at = (sample * p.chunks + c) * p.hidden + column;
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+        if (partials[q] != nullptr) sums[q] += partials[q][at];
+      }
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < 3; ++q) group_sums[q][threadIdx.y][threadIdx.x] = sums[q];
+  __syncthreads();
+  if (threadIdx.y != 0 || column >= p.hidden) return;
+  float totals[3] = {0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int q = 0; q < 3; ++q) {
+#pragma unroll
+    for (int g = 0; g < kReduceRowGroups; ++g) totals[q] += group_sums[q][g][threadIdx.x];
+  }
+  const int64_t at = sample * p.hidden + column;
+  if (p.partial_p != nullptr) {
+    if (!p.scale_per_token) {
+      const float w = p.weight != nullptr ? load_float(p.weight, column) : 1.0f;
+      store_float(p.dscale, at, totals[0] * w);
+    }
+    if (p.sample_p != nullptr) p.sample_p[at] = totals[0];
+  }
+  if (p.partial_shift != nullptr) store_float(p.dshift, at, totals[1]);
+  if (p.partial_gate != nullptr) store_float(p.dgate, at, totals[2]);
+}
+
+// dweight[j] = sum over samples b of sample_p[b][j] * (1 + scale[b][j]) (per-sample scale) or
+// of sample_p[b][j] (per-token scale: partial_p already held dn * xhat). Same tiling as above,
+// the row groups walking samples.
+template <typename T>
+__global__ void __launch_bounds__(kReduceColumns* kReduceRowGroups)
+    adaln_reduce_dweight(T* dweight, const float* sample_p, const T* sample_scale, int64_t batch,
+                         int hidden) {
+  __shared__ float group_sums[kReduceRowGroups][kReduceColumns];
+  const int column = blockIdx.x * kReduceColumns + threadIdx.x;
+  float sum = 0.0f;
+  if (column < hidden) {
+    for (int64_t b = threadIdx.y; b < batch; b += kReduceRowGroups) {
+      const int64_t at = b * hidden + column;
+      const float factor = sample_scale != nullptr ? 1.0f + load_float(sample_scale, at) : 1.0f;
+      sum += sample_p[at] * factor;
+    }
+  }
+  group_sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && column < hidden) {
+    float total = 0.0f;
+#pragma unroll
+    for (int g = 0; g < kReduceRowGroups; ++g) total += group_sums[g][threadIdx.x];
+    store_float(dweight, column, total);
+  }
+}
+
+}  // namespace tk::adaln

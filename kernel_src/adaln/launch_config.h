@@ -1,0 +1,93 @@
+// Launch shapes of the AdaLN CUDA kernels, as data. Host-only, no CUDA headers.
+//
+// Register-resident kernels (rows whose bytes are a multiple of 16 and every pointer 16-byte
+// aligned): a row is cut into 16-byte vectors (8 bf16/fp16, 4 fp32). The threads_per_row
+// threads that share a row hold vectors lane, lane + threads_per_row, ... (vecs_per_thread of
+// them), so every warp-wide access is coalesced and each input is read once. A row takes the
+// first shape whose capacity (threads_per_row * vecs_per_thread vectors) holds it.
+//
+// Looped kernels (everything else: narrower vectors, or rows past the last capacity): one block
+// per row walks the row several times, re-reading it (from L2 for any row that fits there).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace tk::adaln {
+
+struct ResidentShape {
+  int threads_per_row;    // 32: one warp per row; more: the whole block per row
+  int vecs_per_thread;    // 16-byte vectors each thread keeps in registers
+  int rows_per_block;     // > 1 only with threads_per_row == 32 (forward only)
+  int min_blocks_per_sm;  // given to __launch_bounds__, so the compiler keeps the registers
+                          // within this occupancy; the backward grid aims at this many per SM
+
+  constexpr int threads_per_block() const { return threads_per_row * rows_per_block; }
+  constexpr int64_t capacity_vecs() const {
+    return static_cast<int64_t>(threads_per_row) * vecs_per_thread;
+  }
+};
+
+// Forward: the row (z) stays in registers across its one (rms) or two (layer) reductions;
+// scale, shift and weight are loaded after them. threads_per_block * min_blocks_per_sm <= 1024
+// everywhere (the sm_75 thread limit), so the compiler may use up to 64 registers per thread.
+// Capacities in bf16 elements (fp32: half as many).
+inline constexpr ResidentShape kFwdShapes[] = {
+    {32, 1, 4, 8},     // hidden <= 256
+    {32, 2, 4, 8},     // <= 512
+    {32, 4, 4, 8},     // <= 1024
+    {128, 2, 1, 8},    // <= 2048
+    {128, 4, 1, 8},    // <= 4096
+    {256, 4, 1, 4},    // <= 8192
+    {512, 4, 1, 2},    // <= 16384
+    {1024, 4, 1, 1},   // <= 32768
+};
+
+// Backward: one vector per thread, since each thread also keeps up to three fp32 accumulator
+// vectors (per-sample dscale/dweight, dshift and dgate sums over its columns) in registers across
+// the rows of its block. threads_per_block * min_blocks_per_sm = 768 allows 80 registers per
+// thread: ptxas (sm_75, sm_80, sm_90) then spills nothing for any dtype, where 1024 threads per
+// block (64 registers) spilled 16-bit rows, so rows of more than 768 vectors take the looped
+// kernel. The 32-thread shape runs 16 blocks per SM (the sm_75 limit), which caps nothing.
+inline constexpr ResidentShape kBwdShapes[] = {
+    {32, 1, 1, 16},    // hidden <= 256
+    {64, 1, 1, 12},    // <= 512
+    {128, 1, 1, 6},    // <= 1024
+    {256, 1, 1, 3},    // <= 2048
+    {384, 1, 1, 2},    // <= 3072
+    {768, 1, 1, 1},    // <= 6144
+};
+
+// Index of the first shape that holds num_vecs vectors, or -1 when none does.
+template <int64_t kCount>
+constexpr int find_resident_shape(const ResidentShape (&table)[kCount], int64_t num_vecs) {
+  for (int64_t i = 0; i < kCount; ++i) {
+    if (num_vecs <= table[i].capacity_vecs()) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// Looped kernels: a block per row, about 16 elements per thread per pass, 32 to 512 threads.
+inline constexpr int kLoopedMaxThreads = 512;
+
+constexpr int looped_threads_per_row(int64_t hidden) {
+  const int64_t warps = (hidden + 16 * 32 - 1) / (16 * 32);
+  return static_cast<int>(std::clamp<int64_t>(warps, 1, kLoopedMaxThreads / 32) * 32);
+}
+
+// Looped backward blocks per SM (up to 1024 threads and 16 blocks per SM, the sm_75 limits).
+constexpr int looped_blocks_per_sm(int threads_per_row) {
+  return std::min(16, 1024 / threads_per_row);
+}
+
+// The backward grid is batch * chunks blocks: block (b, c) walks a contiguous run of the rows
+// of sample b, so its partial sums belong to one sample. Enough chunks to give every SM
+// blocks_per_sm blocks, never more chunks than rows of a sample (and at least one).
+constexpr int64_t bwd_chunks_per_sample(int64_t batch, int64_t seq, int blocks_per_sm,
+                                        int multiprocessors) {
+  if (batch <= 0 || seq <= 0) return 1;
+  const int64_t target = static_cast<int64_t>(blocks_per_sm) * multiprocessors;
+  return std::clamp<int64_t>((target + batch - 1) / batch, 1, seq);
+}
+
+}  // namespace tk::adaln
