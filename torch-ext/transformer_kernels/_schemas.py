@@ -73,6 +73,7 @@ SCHEMAS: dict[str, str] = {
     "rope3d": (
         "(Tensor x, int[] grid, int[] split, float theta, float[] scale, str layout,"
         " bool interleaved, bool conjugate) -> Tensor"
+    ),
     # AdaLN backends. x, branch, z and their gradients: [B, S, D]. scale, shift, gate and their
     # gradients: [B, D] (per sample) or [B, S, D] (per token), each independently; a `*_bwd_out`
     # gradient's shape says its tensor's layout. mean and rstd: fp32 [B, S]; mean is 0 for
