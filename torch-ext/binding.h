@@ -34,6 +34,7 @@ struct KernelBinding {
 };
 
 KernelBinding rmsnorm_binding();
+KernelBinding flash_attn_binding();
 
 // The namespace this build registered under (set once, before any registration).
 std::string& op_namespace();

@@ -26,7 +26,7 @@ namespace {
 using tk::binding::KernelBinding;
 
 std::vector<KernelBinding> kernel_bindings() {
-  return {tk::binding::rmsnorm_binding()};
+  return {tk::binding::rmsnorm_binding(), tk::binding::flash_attn_binding()};
 }
 
 bool already_registered(const std::string& ns) {
