@@ -39,27 +39,29 @@ _LN2 = tl.constexpr(0.6931471805599453)
 _INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
 
 # Tile configurations for sm_90 (H100/H200), per padded head dim (96 runs as 128, 192 as 256):
-#   forward / dq:  (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages)
-#   dk/dv:         (BLOCK_M queries per step, BLOCK_N keys per program, num_warps, num_stages)
-# Reasoning: the fp32 accumulators must stay in registers (acc [BLOCK_M, D] forward, dk and dv
-# [BLOCK_N, D] backward: 2 * BLOCK_N * D / (32 * num_warps) registers per thread, kept at or
-# below 128), while BLOCK_M (forward) and BLOCK_N (backward) stay large, since each key/value
-# (query) tile loaded is reused BLOCK_M (BLOCK_N) times: that reuse, with L2, is what keeps the
-# matmuls fed. Shared memory for the pipelined tiles stays under 228 KB.
+#   forward, dq:  (BLOCK_M queries, BLOCK_N keys per step, num_warps, num_stages)
+#   dk/dv:        (BLOCK_M queries per step, BLOCK_N keys per program, num_warps, num_stages)
+# Chosen from ptxas's report for Triton 3.8's sm_90 code (no GPU was at hand to time them):
+# every one uses wgmma and cp.async pipelining and none spills registers, except dk/dv at 256
+# (about 100 bytes with atomic dq), with the largest tiles that allow it, since each key/value
+# (forward) or query/dout (backward) tile loaded is reused BLOCK_M (BLOCK_N) times. Registers
+# (forward 64/128/256: 231/184/254; dq: 158/190/229; dk/dv: 206/238/255) are the limit:
+# dk/dv keep k, v and two fp32 [BLOCK_N, D] accumulators for the whole program, hence the
+# thin BLOCK_M there (a [BLOCK_N, BLOCK_M] score tile more already spills).
 FWD_CONFIGS = {
     64: (128, 64, 4, 3),
     128: (128, 64, 8, 3),
     256: (64, 64, 8, 2),
 }
 DKDV_CONFIGS = {
-    64: (32, 128, 4, 3),
-    128: (32, 128, 8, 2),
-    256: (32, 64, 8, 2),
+    64: (32, 128, 8, 3),
+    128: (16, 128, 8, 2),
+    256: (16, 64, 8, 2),
 }
 DQ_CONFIGS = {
-    64: (128, 32, 4, 3),
-    128: (64, 64, 8, 2),
-    256: (64, 32, 8, 2),
+    64: (128, 64, 8, 3),
+    128: (128, 64, 8, 2),
+    256: (64, 64, 8, 2),
 }
 DELTA_BLOCK_M = 64
 # Under the interpreter (CPU tensors): small tiles, so tiny test shapes still cross several
@@ -145,20 +147,36 @@ def _allowed(rows, cols, q_len, k_len, diag, window_left, window_right):
 
 @triton.jit
 def _split(lo, hi, full_lo, full_hi, limit, BLOCK: tl.constexpr):
-    """Blocks of BLOCK covering [lo, hi) split as [start, u0) masked, [u0, u1) unmasked (every
-    index in [full_lo, min(full_hi, limit))), [u1, hi) masked. lo >= 0; block starts aligned."""
+    """Blocks of BLOCK covering [lo, hi) (lo >= 0), in two sets: the blocks inside
+    [full_lo, min(full_hi, limit)), which need no mask, and the others before and after them.
+    Returns (first unmasked block start, unmasked count, first masked block start, masked count
+    before the unmasked ones, first masked start after them, masked count in all); block
+    starts are multiples of BLOCK."""
     start = (lo // BLOCK) * BLOCK
     u0 = tl.minimum(tl.maximum(tl.cdiv(tl.maximum(full_lo, 0), BLOCK) * BLOCK, start), hi)
     # A negative bound truncates toward 0 here; the maximum with u0 (>= 0) makes that harmless.
     u1 = tl.maximum((tl.minimum(full_hi, limit) // BLOCK) * BLOCK, u0)
-    return start, u0, u1
+    # u0 is aligned or equal to hi (then u1 = hi too): the masked blocks tile [start, u0) and
+    # [u1, hi) exactly.
+    n_before = tl.cdiv(tl.maximum(u0 - start, 0), BLOCK)
+    n_after = tl.cdiv(tl.maximum(hi - u1, 0), BLOCK)
+    return u0, (u1 - u0) // BLOCK, start, n_before, u1, n_before + n_after
+
+
+@triton.jit
+def _block_start(i, first_a, count_a, first_b, BLOCK: tl.constexpr, MASKED: tl.constexpr):
+    """Start of the i-th block of a loop: unmasked loops walk one run of blocks; masked loops
+    walk the count_a blocks from first_a, then those from first_b."""
+    if MASKED:
+        return tl.where(i < count_a, first_a + i * BLOCK, first_b + (i - count_a) * BLOCK)
+    else:
+        return first_a + i * BLOCK
 
 
 @triton.jit
 def _key_blocks(start_m, q_len, k_len, window_left, window_right, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr):
-    """Key ranges of the query block at start_m: ([start, u0) masked, [u0, u1) unmasked,
-    [u1, hi) masked)."""
+    """The key blocks the query block at start_m sees, split as _split does."""
     first = start_m
     last = tl.minimum(start_m + BLOCK_M, q_len) - 1
     diag = k_len - q_len
@@ -166,15 +184,14 @@ def _key_blocks(start_m, q_len, k_len, window_left, window_right, BLOCK_M: tl.co
     hi = tl.where(window_right >= 0, tl.minimum(last + diag + window_right + 1, k_len), k_len)
     full_lo = tl.where(window_left >= 0, last + diag - window_left, 0)
     full_hi = tl.where(window_right >= 0, first + diag + window_right + 1, k_len)
-    start, u0, u1 = _split(lo, hi, full_lo, full_hi, k_len, BLOCK_N)
-    return start, u0, u1, hi
+    return _split(lo, hi, full_lo, full_hi, k_len, BLOCK_N)
 
 
 @triton.jit
 def _query_blocks(start_n, q_len, k_len, window_left, window_right, BLOCK_M: tl.constexpr,
                   BLOCK_N: tl.constexpr):
-    """Query ranges that see the key block at start_n, split like _key_blocks. A partial last
-    key block is all masked (its padding keys must not contribute)."""
+    """The query blocks that see the key block at start_n, split as _split does. A partial
+    last key block is all masked (its padding keys must not contribute)."""
     first = start_n
     last = tl.minimum(start_n + BLOCK_N, k_len) - 1
     diag = k_len - q_len
@@ -183,24 +200,24 @@ def _query_blocks(start_n, q_len, k_len, window_left, window_right, BLOCK_M: tl.
     full_lo = tl.where(window_right >= 0, last - diag - window_right, 0)
     full_hi = tl.where(window_left >= 0, first - diag + window_left + 1, q_len)
     full_hi = tl.where(start_n + BLOCK_N > k_len, 0, full_hi)
-    start, u0, u1 = _split(lo, hi, full_lo, full_hi, q_len, BLOCK_M)
-    return start, u0, u1, hi
+    return _split(lo, hi, full_lo, full_hi, q_len, BLOCK_M)
 
 
 # ---------------------------------------------------------------- forward
 
 
 @triton.jit
-def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, rows, offs_n, offs_d,
-               lo, hi, q_len, k_len, window_left, window_right, scale_log2,
-               HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, rows, offs_n, offs_d,
+               first_a, count_a, first_b, count, q_len, k_len, window_left, window_right,
+               scale_log2, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                MASKED: tl.constexpr):
     diag = k_len - q_len
     d_ok = offs_d[None, :] < HEAD_DIM
-    for start_n in range(lo, hi, BLOCK_N):
+    for i in range(0, count):
+        start_n = _block_start(i, first_a, count_a, first_b, BLOCK_N, MASKED)
         cols = start_n + offs_n
-        k = _load_tile(k_ptrs + start_n * stride_kn, cols[:, None] < k_len, d_ok, MASKED,
-                       BLOCK_D != HEAD_DIM)
+        k = _load_tile(k_base + cols[:, None] * stride_kn + offs_d[None, :], cols[:, None] < k_len,
+                       d_ok, MASKED, BLOCK_D != HEAD_DIM)
         s = _dot(q, tl.trans(k)) * scale_log2
         if MASKED:
             ok = _allowed(rows[:, None], cols[None, :], q_len, k_len, diag, window_left,
@@ -216,8 +233,8 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, rows, off
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        v = _load_tile(v_ptrs + start_n * stride_vn, cols[:, None] < k_len, d_ok, MASKED,
-                       BLOCK_D != HEAD_DIM)
+        v = _load_tile(v_base + cols[:, None] * stride_vn + offs_d[None, :], cols[:, None] < k_len,
+                       d_ok, MASKED, BLOCK_D != HEAD_DIM)
         acc = _dot_acc(p.to(v.dtype), v, acc)
         m_i = m_new
     return acc, m_i, l_i
@@ -253,25 +270,25 @@ def _attn_fwd_kernel(
     q_ptrs = Q + _base(b, q_start, h, stride_qb, stride_qm, stride_qh) \
         + rows[:, None] * stride_qm + offs_d[None, :]
     q = _load_tile(q_ptrs, rows[:, None] < q_len, d_ok, True, BLOCK_D != HEAD_DIM)
-    k_ptrs = K + _base(b, k_start, kv_h, stride_kb, stride_kn, stride_kh) \
-        + offs_n[:, None] * stride_kn + offs_d[None, :]
-    v_ptrs = V + _base(b, k_start, kv_h, stride_vb, stride_vn, stride_vh) \
-        + offs_n[:, None] * stride_vn + offs_d[None, :]
+    # Scalar bases; the tiles' pointers are formed inside the loops (a [BLOCK_N, BLOCK_D]
+    # pointer tensor kept live across a loop costs 2 registers per element and thread).
+    k_base = K + _base(b, k_start, kv_h, stride_kb, stride_kn, stride_kh)
+    v_base = V + _base(b, k_start, kv_h, stride_vb, stride_vn, stride_vh)
 
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    start, u0, u1, hi = _key_blocks(start_m, q_len, k_len, window_left, window_right,
-                                    BLOCK_M, BLOCK_N)
-    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                               offs_n, offs_d, start, u0, q_len, k_len, window_left,
-                               window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, True)
-    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                               offs_n, offs_d, u0, u1, q_len, k_len, window_left,
+    # Two loops (each software-pipelined; a third one costs registers): the blocks inside every
+    # row's window without mask arithmetic, then the edge blocks with it.
+    u0, n_full, start, n_before, u1, n_masked = _key_blocks(
+        start_m, q_len, k_len, window_left, window_right, BLOCK_M, BLOCK_N)
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, rows,
+                               offs_n, offs_d, u0, n_full, u0, n_full, q_len, k_len, window_left,
                                window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, False)
-    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                               offs_n, offs_d, u1, hi, q_len, k_len, window_left,
-                               window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, True)
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, rows,
+                               offs_n, offs_d, start, n_before, u1, n_masked, q_len, k_len,
+                               window_left, window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N,
+                               True)
 
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
@@ -318,20 +335,21 @@ def _attn_bwd_delta_kernel(
 
 
 @triton.jit
-def _dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr, delta_ptr, dq_ptrs, stride_qm,
-                stride_dom, stride_dqm, cols, offs_m, offs_d, lo, hi, q_len, k_len,
-                window_left, window_right, scale_log2,
+def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base, stride_qm,
+                stride_dom, stride_dqm, cols, offs_m, offs_d, first_a, count_a, first_b, count,
+                q_len, k_len, window_left, window_right, scale_log2,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
                 MASKED: tl.constexpr, ATOMIC_DQ: tl.constexpr):
     diag = k_len - q_len
     d_ok = offs_d[None, :] < HEAD_DIM
-    for start_m in range(lo, hi, BLOCK_M):
+    for i in range(0, count):
+        start_m = _block_start(i, first_a, count_a, first_b, BLOCK_M, MASKED)
         rows = start_m + offs_m
         row_ok = rows < q_len
-        q = _load_tile(q_ptrs + start_m * stride_qm, row_ok[:, None], d_ok, MASKED,
-                       BLOCK_D != HEAD_DIM)
-        do = _load_tile(do_ptrs + start_m * stride_dom, row_ok[:, None], d_ok, MASKED,
-                        BLOCK_D != HEAD_DIM)
+        q = _load_tile(q_base + rows[:, None] * stride_qm + offs_d[None, :], row_ok[:, None],
+                       d_ok, MASKED, BLOCK_D != HEAD_DIM)
+        do = _load_tile(do_base + rows[:, None] * stride_dom + offs_d[None, :], row_ok[:, None],
+                        d_ok, MASKED, BLOCK_D != HEAD_DIM)
         if MASKED:
             lse = tl.load(lse_ptr + rows, mask=row_ok, other=float("inf"))
             delta = tl.load(delta_ptr + rows, mask=row_ok, other=0.0)
@@ -351,8 +369,8 @@ def _dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr, delta_ptr, dq_ptrs, stri
         dk = _dot_acc(ds_t.to(q.dtype), q, dk)
         if ATOMIC_DQ:
             dq = _dot(tl.trans(ds_t.to(k.dtype)), k)
-            tl.atomic_add(dq_ptrs + start_m * stride_dqm, dq, mask=row_ok[:, None] & d_ok,
-                          sem="relaxed")
+            tl.atomic_add(dq_base + rows[:, None] * stride_dqm + offs_d[None, :], dq,
+                          mask=row_ok[:, None] & d_ok, sem="relaxed")
     return dk, dv
 
 
@@ -391,30 +409,23 @@ def _attn_bwd_dkdv_kernel(
                    BLOCK_D != HEAD_DIM)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    start, u0, u1, hi = _query_blocks(start_n, q_len, k_len, window_left, window_right,
-                                      BLOCK_M, BLOCK_N)
+    u0, n_full, start, n_before, u1, n_masked = _query_blocks(
+        start_n, q_len, k_len, window_left, window_right, BLOCK_M, BLOCK_N)
     for g in range(0, group):
         h = kv_h * group + g
-        q_ptrs = Q + _base(b, q_start, h, stride_qb, stride_qm, stride_qh) \
-            + offs_m[:, None] * stride_qm + offs_d[None, :]
-        do_ptrs = DOUT + _base(b, q_start, h, stride_dob, stride_dom, stride_doh) \
-            + offs_m[:, None] * stride_dom + offs_d[None, :]
-        dq_ptrs = DQ_ACCUM + _base(b, q_start, h, stride_dqb, stride_dqm, stride_dqh) \
-            + offs_m[:, None] * stride_dqm + offs_d[None, :]
+        q_base = Q + _base(b, q_start, h, stride_qb, stride_qm, stride_qh)
+        do_base = DOUT + _base(b, q_start, h, stride_dob, stride_dom, stride_doh)
+        dq_base = DQ_ACCUM + _base(b, q_start, h, stride_dqb, stride_dqm, stride_dqh)
         lse_ptr = LSE + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
         delta_ptr = DELTA + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
-        dk, dv = _dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr, delta_ptr, dq_ptrs,
-                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, start, u0,
-                             q_len, k_len, window_left, window_right, scale_log2,
-                             HEAD_DIM, BLOCK_D, BLOCK_M, True, ATOMIC_DQ)
-        dk, dv = _dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr, delta_ptr, dq_ptrs,
-                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, u0, u1,
-                             q_len, k_len, window_left, window_right, scale_log2,
+        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base,
+                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, u0, n_full,
+                             u0, n_full, q_len, k_len, window_left, window_right, scale_log2,
                              HEAD_DIM, BLOCK_D, BLOCK_M, False, ATOMIC_DQ)
-        dk, dv = _dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr, delta_ptr, dq_ptrs,
-                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, u1, hi,
-                             q_len, k_len, window_left, window_right, scale_log2,
-                             HEAD_DIM, BLOCK_D, BLOCK_M, True, ATOMIC_DQ)
+        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base,
+                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, start,
+                             n_before, u1, n_masked, q_len, k_len, window_left, window_right,
+                             scale_log2, HEAD_DIM, BLOCK_D, BLOCK_M, True, ATOMIC_DQ)
 
     ok = col_ok & d_ok
     out_offsets = cols[:, None] * stride_dkn + offs_d[None, :]
@@ -425,18 +436,19 @@ def _attn_bwd_dkdv_kernel(
 
 
 @triton.jit
-def _dq_inner(dq, q, do, lse_log2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn, rows, offs_n,
-              offs_d, lo, hi, q_len, k_len, window_left, window_right, scale_log2,
-              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-              MASKED: tl.constexpr):
+def _dq_inner(dq, q, do, lse_log2, delta, k_base, v_base, stride_kn, stride_vn, rows, offs_n,
+              offs_d, first_a, count_a, first_b, count, q_len, k_len, window_left,
+              window_right, scale_log2, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+              BLOCK_N: tl.constexpr, MASKED: tl.constexpr):
     diag = k_len - q_len
     d_ok = offs_d[None, :] < HEAD_DIM
-    for start_n in range(lo, hi, BLOCK_N):
+    for i in range(0, count):
+        start_n = _block_start(i, first_a, count_a, first_b, BLOCK_N, MASKED)
         cols = start_n + offs_n
-        k = _load_tile(k_ptrs + start_n * stride_kn, cols[:, None] < k_len, d_ok, MASKED,
-                       BLOCK_D != HEAD_DIM)
-        v = _load_tile(v_ptrs + start_n * stride_vn, cols[:, None] < k_len, d_ok, MASKED,
-                       BLOCK_D != HEAD_DIM)
+        k = _load_tile(k_base + cols[:, None] * stride_kn + offs_d[None, :], cols[:, None] < k_len,
+                       d_ok, MASKED, BLOCK_D != HEAD_DIM)
+        v = _load_tile(v_base + cols[:, None] * stride_vn + offs_d[None, :], cols[:, None] < k_len,
+                       d_ok, MASKED, BLOCK_D != HEAD_DIM)
         p = tl.math.exp2(_dot(q, tl.trans(k)) * scale_log2 - lse_log2[:, None])
         if MASKED:
             ok = _allowed(rows[:, None], cols[None, :], q_len, k_len, diag, window_left,
@@ -486,23 +498,18 @@ def _attn_bwd_dq_kernel(
     lse = tl.load(LSE + lse_offset + rows, mask=row_ok, other=float("inf"))
     lse_log2 = tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E)
     delta = tl.load(DELTA + lse_offset + rows, mask=row_ok, other=0.0)
-    k_ptrs = K + _base(b, k_start, kv_h, stride_kb, stride_kn, stride_kh) \
-        + offs_n[:, None] * stride_kn + offs_d[None, :]
-    v_ptrs = V + _base(b, k_start, kv_h, stride_vb, stride_vn, stride_vh) \
-        + offs_n[:, None] * stride_vn + offs_d[None, :]
+    k_base = K + _base(b, k_start, kv_h, stride_kb, stride_kn, stride_kh)
+    v_base = V + _base(b, k_start, kv_h, stride_vb, stride_vn, stride_vh)
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    start, u0, u1, hi = _key_blocks(start_m, q_len, k_len, window_left, window_right,
-                                    BLOCK_M, BLOCK_N)
-    dq = _dq_inner(dq, q, do, lse_log2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                   offs_n, offs_d, start, u0, q_len, k_len, window_left, window_right,
-                   scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, True)
-    dq = _dq_inner(dq, q, do, lse_log2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                   offs_n, offs_d, u0, u1, q_len, k_len, window_left, window_right,
-                   scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, False)
-    dq = _dq_inner(dq, q, do, lse_log2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn, rows,
-                   offs_n, offs_d, u1, hi, q_len, k_len, window_left, window_right,
-                   scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, True)
+    u0, n_full, start, n_before, u1, n_masked = _key_blocks(
+        start_m, q_len, k_len, window_left, window_right, BLOCK_M, BLOCK_N)
+    dq = _dq_inner(dq, q, do, lse_log2, delta, k_base, v_base, stride_kn, stride_vn, rows,
+                   offs_n, offs_d, u0, n_full, u0, n_full, q_len, k_len, window_left,
+                   window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, False)
+    dq = _dq_inner(dq, q, do, lse_log2, delta, k_base, v_base, stride_kn, stride_vn, rows,
+                   offs_n, offs_d, start, n_before, u1, n_masked, q_len, k_len, window_left,
+                   window_right, scale_log2, HEAD_DIM, BLOCK_D, BLOCK_N, True)
     tl.store(DQ + _base(b, q_start, h, stride_dqb, stride_dqm, stride_dqh)
              + rows[:, None] * stride_dqm + offs_d[None, :],
              (dq * softmax_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None] & d_ok)
@@ -647,68 +654,59 @@ def attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_
 # ---------------------------------------------------------------- ahead-of-time compile specs
 
 
-def _aot_specs_for(dtype: str) -> list:
-    data = f"*{dtype}"
+def _aot_specs() -> list:
+    """The forward (bf16), the dk/dv kernel with atomic dq (fp16) and the delta kernel (bf16),
+    at head dim 128: the dq kernel uses no construct these lack, and each of these takes
+    10-20 s to compile per target on a 2-core machine."""
     strides = lambda *names: {name: "i32" for name in names}  # noqa: E731
-    fwd_signature = {
-        "Q": data, "K": data, "V": data, "OUT": data, "LSE": "*fp32", "CU_Q": "*i32", "CU_K": "*i32",
-        **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn", "stride_kh",
-                  "stride_vb", "stride_vn", "stride_vh", "stride_ob", "stride_om", "stride_oh",
-                  "stride_lb", "stride_lh", "heads_q", "group", "seqlen_q", "seqlen_k",
-                  "num_m_blocks"),
-        "scale_log2": "fp32", "window_left": "i32", "window_right": "i32",
-    }
-    delta_signature = {
-        "OUT": data, "DOUT": data, "DELTA": "*fp32", "CU_Q": "*i32",
-        **strides("stride_ob", "stride_om", "stride_oh", "stride_dob", "stride_dom",
-                  "stride_doh", "stride_lb", "stride_lh", "heads_q", "seqlen_q", "num_m_blocks"),
-    }
-    dkdv_signature = {
-        "Q": data, "K": data, "V": data, "DOUT": data, "LSE": "*fp32", "DELTA": "*fp32",
-        "DK": data, "DV": data, "DQ_ACCUM": "*fp32", "CU_Q": "*i32", "CU_K": "*i32",
-        **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn", "stride_kh",
-                  "stride_vb", "stride_vn", "stride_vh", "stride_dob", "stride_dom",
-                  "stride_doh", "stride_dkb", "stride_dkn", "stride_dkh", "stride_dqb",
-                  "stride_dqm", "stride_dqh", "stride_lb", "stride_lh", "heads_k", "group",
-                  "seqlen_q", "seqlen_k", "num_n_blocks"),
-        "scale_log2": "fp32", "softmax_scale": "fp32", "window_left": "i32", "window_right": "i32",
-    }
-    dq_signature = {
-        "Q": data, "K": data, "V": data, "DOUT": data, "LSE": "*fp32", "DELTA": "*fp32",
-        "DQ": data, "CU_Q": "*i32", "CU_K": "*i32",
-        **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn", "stride_kh",
-                  "stride_vb", "stride_vn", "stride_vh", "stride_dob", "stride_dom",
-                  "stride_doh", "stride_dqb", "stride_dqm", "stride_dqh", "stride_lb",
-                  "stride_lh", "heads_q", "group", "seqlen_q", "seqlen_k", "num_m_blocks"),
-        "scale_log2": "fp32", "softmax_scale": "fp32", "window_left": "i32", "window_right": "i32",
-    }
+
+    def fwd_signature(data):
+        return {
+            "Q": data, "K": data, "V": data, "OUT": data, "LSE": "*fp32", "CU_Q": "*i32",
+            "CU_K": "*i32",
+            **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn",
+                      "stride_kh", "stride_vb", "stride_vn", "stride_vh", "stride_ob",
+                      "stride_om", "stride_oh", "stride_lb", "stride_lh", "heads_q", "group",
+                      "seqlen_q", "seqlen_k", "num_m_blocks"),
+            "scale_log2": "fp32", "window_left": "i32", "window_right": "i32",
+        }
+
+    def delta_signature(data):
+        return {
+            "OUT": data, "DOUT": data, "DELTA": "*fp32", "CU_Q": "*i32",
+            **strides("stride_ob", "stride_om", "stride_oh", "stride_dob", "stride_dom",
+                      "stride_doh", "stride_lb", "stride_lh", "heads_q", "seqlen_q",
+                      "num_m_blocks"),
+        }
+
+    def dkdv_signature(data):
+        return {
+            "Q": data, "K": data, "V": data, "DOUT": data, "LSE": "*fp32", "DELTA": "*fp32",
+            "DK": data, "DV": data, "DQ_ACCUM": "*fp32", "CU_Q": "*i32", "CU_K": "*i32",
+            **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn",
+                      "stride_kh", "stride_vb", "stride_vn", "stride_vh", "stride_dob",
+                      "stride_dom", "stride_doh", "stride_dkb", "stride_dkn", "stride_dkh",
+                      "stride_dqb", "stride_dqm", "stride_dqh", "stride_lb", "stride_lh",
+                      "heads_k", "group", "seqlen_q", "seqlen_k", "num_n_blocks"),
+            "scale_log2": "fp32", "softmax_scale": "fp32", "window_left": "i32",
+            "window_right": "i32",
+        }
+
     head_dim = 128
     fwd_m, fwd_n, fwd_warps, _ = FWD_CONFIGS[head_dim]
     kv_m, kv_n, kv_warps, _ = DKDV_CONFIGS[head_dim]
-    dq_m, dq_n, dq_warps, _ = DQ_CONFIGS[head_dim]
     dims = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim}
-    specs = [
-        (_attn_fwd_kernel, fwd_signature,
+    return [
+        ("bf16", _attn_fwd_kernel, fwd_signature("*bf16"),
          {**dims, "BLOCK_M": fwd_m, "BLOCK_N": fwd_n, "IS_VARLEN": False}, fwd_warps),
-        (_attn_bwd_dkdv_kernel, dkdv_signature,
-         {**dims, "BLOCK_M": kv_m, "BLOCK_N": kv_n, "IS_VARLEN": False, "ATOMIC_DQ": True},
+        ("fp16", _attn_bwd_dkdv_kernel, dkdv_signature("*fp16"),
+         {**dims, "BLOCK_M": kv_m, "BLOCK_N": kv_n, "IS_VARLEN": True, "ATOMIC_DQ": True},
          kv_warps),
+        ("bf16", _attn_bwd_delta_kernel, delta_signature("*bf16"),
+         {**dims, "BLOCK_M": DELTA_BLOCK_M, "IS_VARLEN": False}, 4),
     ]
-    if dtype == "bf16":
-        # One dtype is enough for the kernels whose code does not depend on it beyond loads;
-        # the varlen and padded-head-dim forms are compiled once too.
-        specs += [
-            (_attn_fwd_kernel, fwd_signature,
-             {"HEAD_DIM": 96, "BLOCK_D": 128, "BLOCK_M": fwd_m, "BLOCK_N": fwd_n,
-              "IS_VARLEN": True}, fwd_warps),
-            (_attn_bwd_delta_kernel, delta_signature,
-             {**dims, "BLOCK_M": DELTA_BLOCK_M, "IS_VARLEN": False}, 4),
-            (_attn_bwd_dq_kernel, dq_signature,
-             {**dims, "BLOCK_M": dq_m, "BLOCK_N": dq_n, "IS_VARLEN": False}, dq_warps),
-        ]
-    return [(dtype, *spec) for spec in specs]
 
 
 # (element type, kernel, runtime signature, constexprs, num_warps) per kernel and dtype: the
 # representative configurations tests/test_triton_aot.py compiles for sm_80, sm_90, gfx942.
-AOT_SPECS = [spec for dtype in ("fp16", "bf16") for spec in _aot_specs_for(dtype)]
+AOT_SPECS = _aot_specs()
