@@ -162,6 +162,18 @@ def test_rows_without_keys_give_zero_and_minus_inf(backend):
     torch.testing.assert_close(out, v[:, 4:], rtol=0, atol=0)
 
 
+def test_empty_inputs(backend):
+    """No keys: out 0, lse -inf, zero gradients; no queries or no batch: empty results."""
+    kernel, device = backend
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    for sizes in ((2, 3, 0, 2, 1, 64), (2, 0, 5, 2, 1, 64), (0, 3, 5, 2, 2, 64)):
+        q, k, v = _qkv(*sizes, dtype, device)
+        out, lse, grads, _ = _run(kernel, [q, k, v], False, (-1, -1))
+        assert out.shape == q.shape and lse.shape == (sizes[0], sizes[3], sizes[1])
+        assert (out == 0).all() and torch.isneginf(lse).all()
+        assert all((g == 0).all() and g.shape == t.shape for g, t in zip(grads, (q, k, v)))
+
+
 def _packed(lengths, heads, head_dim, dtype, device):
     total = sum(lengths)
     cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32, device=device)

@@ -3,7 +3,9 @@
 // Forward: one task per (sequence, query head, block of kBlockRows queries). The task walks the
 // keys its rows may see in blocks of kBlockKeys (converted to fp32 once per block and reused by
 // every row of the task) and keeps, per row, the running max m, the running sum l and the
-// unnormalized output: no [Sq, Sk] score matrix is ever formed.
+// unnormalized output: no [Sq, Sk] score matrix is ever formed. Key blocks are held transposed
+// for the scores, so a row's scores against a block are axpys along the keys (vectorized, no
+// horizontal sum per score); p @ v and the gradient updates are axpys along head_dim.
 //
 // Backward, in three passes, each deterministic for any thread count (every output element is
 // written by one task, summing in a fixed order):
@@ -136,6 +138,43 @@ void load_rows(const T* base, const Strides& strides, const Sequence& s, int64_t
   }
 }
 
+// The same rows transposed: t[d * kBlockKeys + r].
+template <typename T>
+void load_rows_transposed(const T* base, const Strides& strides, const Sequence& s,
+                          int64_t start, int64_t head, int64_t first, int64_t count,
+                          int64_t head_dim, float* t) {
+  for (int64_t r = 0; r < count; ++r) {
+    const T* row = base + strided(strides, s.b, start + first + r, head);
+    for (int64_t d = 0; d < head_dim; ++d) t[d * kBlockKeys + r] = to_float(row[d]);
+  }
+}
+
+// out[j] = dot(x, row j of the block) for j in [begin, end), from the transposed block t:
+// vectorized along j, with no horizontal sum per product.
+void row_times_block(const float* x, const float* t, int64_t head_dim, int64_t begin,
+                     int64_t end, float* out) {
+  std::fill(out + begin, out + end, 0.0f);
+  for (int64_t d = 0; d < head_dim; ++d) {
+    const float a = x[d];
+    const float* column = t + d * kBlockKeys;
+#pragma omp simd
+    for (int64_t j = begin; j < end; ++j) out[j] += a * column[j];
+  }
+}
+
+// Per-thread buffers of every pass.
+struct Workspace {
+  explicit Workspace(int64_t head_dim)
+      : q(kBlockRows * head_dim), dout(kBlockRows * head_dim), k(kBlockKeys * head_dim),
+        v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
+        acc(std::max(kBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
+        m(kBlockRows), l(kBlockRows), scores(kBlockKeys), dp(kBlockKeys), q_rows(kBlockRows),
+        dout_rows(kBlockRows), k_rows(kBlockKeys), v_rows(kBlockKeys) {}
+
+  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, scores, dp;
+  std::vector<const float*> q_rows, dout_rows, k_rows, v_rows;
+};
+
 // ---------------------------------------------------------------- sequences and checks
 
 Status check_problem(const Problem& p) {
@@ -229,17 +268,20 @@ bool use_threads(const Problem& p) {
 // ---------------------------------------------------------------- forward
 
 template <typename T>
-void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, float* q_buffer,
-               float* k_buffer, float* v_buffer, float* acc, float* m, float* l, float* scores,
-               const float** q_rows, const float** k_rows, const float** v_rows) {
+void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t kv_head = head / (p.heads_q / p.heads_k);
   const Window w = window_of(p, s);
   const int64_t rows = std::min(kBlockRows, s.q_len - r0);
   const float scale = p.softmax_scale;
+  float* acc = ws.acc.data();
+  float* m = ws.m.data();
+  float* l = ws.l.data();
+  float* scores = ws.scores.data();
 
-  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, q_buffer, q_rows);
+  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
+            ws.q_rows.data());
   std::fill(acc, acc + rows * D, 0.0f);
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
@@ -249,18 +291,20 @@ void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, fl
   const int64_t keys_end = w.key_end(r0 + rows - 1);
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
-    load_rows(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, k_buffer, k_rows);
-    load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, n1 - n0, D, v_buffer, v_rows);
+    load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0,
+                         n1 - n0, D, ws.k_t.data());
+    load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, n1 - n0, D,
+              ws.v.data(), ws.v_rows.data());
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r0 + r;
-      const int64_t j0 = std::max(n0, w.key_begin(i));
-      const int64_t j1 = std::min(n1, w.key_end(i));
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
       if (j0 >= j1) continue;
+      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
       float block_max = kNegInf;
       for (int64_t j = j0; j < j1; ++j) {
-        const float score = dot(q_rows[r], k_rows[j - n0], D) * scale;
-        scores[j - j0] = score;
-        block_max = std::max(block_max, score);
+        scores[j] *= scale;
+        block_max = std::max(block_max, scores[j]);
       }
       // block_max is finite (at least one key), so m_new is too and alpha is 0 on the first block.
       const float m_new = std::max(m[r], block_max);
@@ -270,9 +314,9 @@ void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, fl
 #pragma omp simd
       for (int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
       for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(scores[j - j0] - m_new);
+        const float prob = std::exp(scores[j] - m_new);
         sum += prob;
-        axpy(acc_row, prob, v_rows[j - n0], D);
+        axpy(acc_row, prob, ws.v_rows[j], D);
       }
       m[r] = m_new;
       l[r] = sum;
@@ -291,22 +335,17 @@ void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, fl
 template <typename T>
 void fwd_typed(const FwdArgs& a, const std::vector<Sequence>& seqs) {
   const Problem& p = a.problem;
-  const int64_t D = p.head_dim;
   const TaskGrid grid = task_grid(seqs, p.heads_q, longest(seqs, false), kBlockRows);
 #pragma omp parallel if (use_threads(p))
   {
-    std::vector<float> q_buffer(kBlockRows * D), k_buffer(kBlockKeys * D), v_buffer(kBlockKeys * D);
-    std::vector<float> acc(kBlockRows * D), m(kBlockRows), l(kBlockRows), scores(kBlockKeys);
-    std::vector<const float*> q_rows(kBlockRows), k_rows(kBlockKeys), v_rows(kBlockKeys);
+    Workspace ws(p.head_dim);
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < grid.count; ++task) {
       const int64_t block = task % grid.blocks_per_seq;
       const int64_t head = (task / grid.blocks_per_seq) % grid.heads;
       const Sequence& s = seqs[task / (grid.blocks_per_seq * grid.heads)];
-      const int64_t r0 = block * kBlockRows;
-      if (r0 >= s.q_len) continue;
-      fwd_block<T>(a, s, head, r0, q_buffer.data(), k_buffer.data(), v_buffer.data(), acc.data(),
-                   m.data(), l.data(), scores.data(), q_rows.data(), k_rows.data(), v_rows.data());
+      if (block * kBlockRows >= s.q_len) continue;
+      fwd_block<T>(a, s, head, block * kBlockRows, ws);
     }
   }
 }
@@ -342,49 +381,56 @@ void bwd_delta(const BwdArgs& a, const std::vector<Sequence>& seqs, float* delta
 
 template <typename T>
 void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
-                  const float* delta, float* q_buffer, float* dout_buffer, float* k_buffer,
-                  float* v_buffer, float* dq, const float** q_rows, const float** dout_rows,
-                  const float** k_rows, const float** v_rows) {
+                  const float* delta, Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t kv_head = head / (p.heads_q / p.heads_k);
   const Window w = window_of(p, s);
   const int64_t rows = std::min(kBlockRows, s.q_len - r0);
   const float scale = p.softmax_scale;
+  float* dq = ws.acc.data();
+  float* scores = ws.scores.data();
+  float* dp = ws.dp.data();
 
-  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, q_buffer, q_rows);
+  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
+            ws.q_rows.data());
   load_rows(static_cast<const T*>(a.dout), a.dout_strides, s, s.q_start, head, r0, rows, D,
-            dout_buffer, dout_rows);
+            ws.dout.data(), ws.dout_rows.data());
   std::fill(dq, dq + rows * D, 0.0f);
 
   const int64_t keys_begin = w.key_begin(r0);
   const int64_t keys_end = w.key_end(r0 + rows - 1);
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
-    load_rows(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, k_buffer, k_rows);
-    load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, n1 - n0, D, v_buffer, v_rows);
+    const T* k = static_cast<const T*>(a.k);
+    load_rows(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k.data(), ws.k_rows.data());
+    load_rows_transposed(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k_t.data());
+    load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0,
+                         n1 - n0, D, ws.v_t.data());
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r0 + r;
-      const int64_t j0 = std::max(n0, w.key_begin(i));
-      const int64_t j1 = std::min(n1, w.key_end(i));
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
+      if (j0 >= j1) continue;
       const float lse = a.lse[lse_index(p, s, head, i)];
       const float delta_i = delta[lse_index(p, s, head, i)];
+      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
+      row_times_block(ws.dout_rows[r], ws.v_t.data(), D, j0, j1, dp);
       for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(dot(q_rows[r], k_rows[j - n0], D) * scale - lse);
-        const float ds = prob * (dot(dout_rows[r], v_rows[j - n0], D) - delta_i);
-        axpy(dq + r * D, ds, k_rows[j - n0], D);
+        const float prob = std::exp(scores[j] * scale - lse);
+        axpy(dq + r * D, prob * (dp[j] - delta_i), ws.k_rows[j], D);
       }
     }
   }
   T* dq_out = static_cast<T*>(a.dq);
-  for (int64_t r = 0; r < rows; ++r) store_row(dq_out + q_row_offset(p, s, head, r0 + r), dq + r * D, scale, D);
+  for (int64_t r = 0; r < rows; ++r) {
+    store_row(dq_out + q_row_offset(p, s, head, r0 + r), dq + r * D, scale, D);
+  }
 }
 
 template <typename T>
 void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_t n0,
-                    const float* delta, float* k_buffer, float* v_buffer, float* q_buffer,
-                    float* dout_buffer, float* dk, float* dv, const float** k_rows,
-                    const float** v_rows) {
+                    const float* delta, Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t group = p.heads_q / p.heads_k;
@@ -392,9 +438,15 @@ void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_
   const int64_t keys = std::min(kBlockKeys, s.k_len - n0);
   const int64_t n1 = n0 + keys;
   const float scale = p.softmax_scale;
+  float* dk = ws.acc.data();
+  float* dv = ws.acc2.data();
+  float* scores = ws.scores.data();
+  float* dp = ws.dp.data();
 
-  load_rows(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys, D, k_buffer, k_rows);
-  load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys, D, v_buffer, v_rows);
+  load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys,
+                       D, ws.k_t.data());
+  load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
+                       D, ws.v_t.data());
   std::fill(dk, dk + keys * D, 0.0f);
   std::fill(dv, dv + keys * D, 0.0f);
 
@@ -402,21 +454,23 @@ void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_
   const int64_t rows_end = w.query_end(n1);
   for (int64_t head = kv_head * group; head < (kv_head + 1) * group; ++head) {
     for (int64_t i = rows_begin; i < rows_end; ++i) {
-      const int64_t j0 = std::max(n0, w.key_begin(i));
-      const int64_t j1 = std::min(n1, w.key_end(i));
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
       if (j0 >= j1) continue;
       const float* q = row_as_float(
-          static_cast<const T*>(a.q) + strided(a.q_strides, s.b, s.q_start + i, head), q_buffer, D);
+          static_cast<const T*>(a.q) + strided(a.q_strides, s.b, s.q_start + i, head),
+          ws.q.data(), D);
       const float* dout = row_as_float(
           static_cast<const T*>(a.dout) + strided(a.dout_strides, s.b, s.q_start + i, head),
-          dout_buffer, D);
+          ws.dout.data(), D);
       const float lse = a.lse[lse_index(p, s, head, i)];
       const float delta_i = delta[lse_index(p, s, head, i)];
+      row_times_block(q, ws.k_t.data(), D, j0, j1, scores);
+      row_times_block(dout, ws.v_t.data(), D, j0, j1, dp);
       for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(dot(q, k_rows[j - n0], D) * scale - lse);
-        axpy(dv + (j - n0) * D, prob, dout, D);
-        const float ds = prob * (dot(dout, v_rows[j - n0], D) - delta_i);
-        axpy(dk + (j - n0) * D, ds, q, D);
+        const float prob = std::exp(scores[j] * scale - lse);
+        axpy(dv + j * D, prob, dout, D);
+        axpy(dk + j * D, prob * (dp[j] - delta_i), q, D);
       }
     }
   }
@@ -431,7 +485,6 @@ void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_
 template <typename T>
 void bwd_typed(const BwdArgs& a, const std::vector<Sequence>& seqs) {
   const Problem& p = a.problem;
-  const int64_t D = p.head_dim;
   const int64_t lse_batches = p.cu_seqlens_q == nullptr ? p.batch : 1;
   std::vector<float> delta(static_cast<size_t>(lse_batches * p.heads_q * p.seqlen_q));
   bwd_delta<T>(a, seqs, delta.data());
@@ -440,20 +493,14 @@ void bwd_typed(const BwdArgs& a, const std::vector<Sequence>& seqs) {
   const TaskGrid kv_grid = task_grid(seqs, p.heads_k, longest(seqs, true), kBlockKeys);
 #pragma omp parallel if (use_threads(p))
   {
-    std::vector<float> q_buffer(kBlockRows * D), dout_buffer(kBlockRows * D);
-    std::vector<float> k_buffer(kBlockKeys * D), v_buffer(kBlockKeys * D);
-    std::vector<float> acc_a(std::max(kBlockRows, kBlockKeys) * D), acc_b(kBlockKeys * D);
-    std::vector<const float*> q_rows(kBlockRows), dout_rows(kBlockRows), k_rows(kBlockKeys),
-        v_rows(kBlockKeys);
+    Workspace ws(p.head_dim);
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < dq_grid.count; ++task) {
       const int64_t block = task % dq_grid.blocks_per_seq;
       const int64_t head = (task / dq_grid.blocks_per_seq) % dq_grid.heads;
       const Sequence& s = seqs[task / (dq_grid.blocks_per_seq * dq_grid.heads)];
       if (block * kBlockRows >= s.q_len) continue;
-      bwd_dq_block<T>(a, s, head, block * kBlockRows, delta.data(), q_buffer.data(),
-                      dout_buffer.data(), k_buffer.data(), v_buffer.data(), acc_a.data(),
-                      q_rows.data(), dout_rows.data(), k_rows.data(), v_rows.data());
+      bwd_dq_block<T>(a, s, head, block * kBlockRows, delta.data(), ws);
     }
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < kv_grid.count; ++task) {
@@ -461,11 +508,18 @@ void bwd_typed(const BwdArgs& a, const std::vector<Sequence>& seqs) {
       const int64_t kv_head = (task / kv_grid.blocks_per_seq) % kv_grid.heads;
       const Sequence& s = seqs[task / (kv_grid.blocks_per_seq * kv_grid.heads)];
       if (block * kBlockKeys >= s.k_len) continue;
-      bwd_dkdv_block<T>(a, s, kv_head, block * kBlockKeys, delta.data(), k_buffer.data(),
-                        v_buffer.data(), q_buffer.data(), dout_buffer.data(), acc_a.data(),
-                        acc_b.data(), k_rows.data(), v_rows.data());
+      bwd_dkdv_block<T>(a, s, kv_head, block * kBlockKeys, delta.data(), ws);
     }
   }
+}
+
+// Rows of q (and out, lse, dq) and of k (v, dk, dv) over all sequences.
+int64_t query_rows(const Problem& p) {
+  return p.cu_seqlens_q != nullptr ? p.seqlen_q : p.batch * p.seqlen_q;
+}
+
+int64_t key_rows(const Problem& p) {
+  return p.cu_seqlens_k != nullptr ? p.seqlen_k : p.batch * p.seqlen_k;
 }
 
 template <typename Fn>
@@ -483,7 +537,7 @@ Status fwd_cpu(const FwdArgs& args) {
   if (Status status = check_problem(args.problem); !status.ok()) return status;
   std::vector<Sequence> seqs;
   if (Status status = sequences_of(args.problem, seqs); !status.ok()) return status;
-  if (args.problem.seqlen_q > 0 && args.problem.heads_q > 0 &&
+  if (query_rows(args.problem) > 0 &&
       (args.out == nullptr || args.lse == nullptr || args.q == nullptr)) {
     return Status::Error(StatusCode::kInvalidArgument, "flash_attn: out, lse and q must not be null");
   }
@@ -495,7 +549,7 @@ Status bwd_cpu(const BwdArgs& args) {
   if (Status status = check_problem(args.problem); !status.ok()) return status;
   std::vector<Sequence> seqs;
   if (Status status = sequences_of(args.problem, seqs); !status.ok()) return status;
-  if (args.problem.seqlen_q > 0 && args.problem.seqlen_k > 0 &&
+  if (query_rows(args.problem) > 0 && key_rows(args.problem) > 0 &&
       (args.dq == nullptr || args.dk == nullptr || args.dv == nullptr || args.dout == nullptr ||
        args.q == nullptr || args.k == nullptr || args.v == nullptr || args.out == nullptr ||
        args.lse == nullptr)) {

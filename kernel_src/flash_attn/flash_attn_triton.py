@@ -203,6 +203,15 @@ def _query_blocks(start_n, q_len, k_len, window_left, window_right, BLOCK_M: tl.
     return _split(lo, hi, full_lo, full_hi, q_len, BLOCK_M)
 
 
+# Sizes and window bounds are not specialized: Triton would otherwise compile a kernel per
+# combination of "== 1" and "divisible by 16" over them (every test shape a new compile), and
+# a window bound of 1 would become a constexpr. Tensor strides are, for aligned vector loads.
+_SIZE_ARGS = ["stride_lb", "stride_lh", "seqlen_q", "seqlen_k", "group", "window_left",
+              "window_right"]
+_FWD_NO_SPECIALIZE = _SIZE_ARGS + ["heads_q", "num_m_blocks"]
+_DKDV_NO_SPECIALIZE = _SIZE_ARGS + ["heads_k", "num_n_blocks"]
+
+
 # ---------------------------------------------------------------- forward
 
 
@@ -240,8 +249,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, rows, off
     return acc, m_i, l_i
 
 
-# The window bounds are never specialized (a bound of 1 would become a constexpr).
-@triton.jit(do_not_specialize=["window_left", "window_right"])
+@triton.jit(do_not_specialize=_FWD_NO_SPECIALIZE)
 def _attn_fwd_kernel(
     Q, K, V, OUT, LSE, CU_Q, CU_K,
     stride_qb, stride_qm, stride_qh, stride_kb, stride_kn, stride_kh,
@@ -305,7 +313,7 @@ def _attn_fwd_kernel(
 # ---------------------------------------------------------------- backward
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_lb", "stride_lh", "heads_q", "seqlen_q", "num_m_blocks"])
 def _attn_bwd_delta_kernel(
     OUT, DOUT, DELTA, CU_Q,
     stride_ob, stride_om, stride_oh, stride_dob, stride_dom, stride_doh, stride_lb, stride_lh,
@@ -374,8 +382,7 @@ def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base, stri
     return dk, dv
 
 
-# The window bounds are never specialized (a bound of 1 would become a constexpr).
-@triton.jit(do_not_specialize=["window_left", "window_right"])
+@triton.jit(do_not_specialize=_DKDV_NO_SPECIALIZE)
 def _attn_bwd_dkdv_kernel(
     Q, K, V, DOUT, LSE, DELTA, DK, DV, DQ_ACCUM, CU_Q, CU_K,
     stride_qb, stride_qm, stride_qh, stride_kb, stride_kn, stride_kh,
@@ -460,8 +467,7 @@ def _dq_inner(dq, q, do, lse_log2, delta, k_base, v_base, stride_kn, stride_vn, 
     return dq
 
 
-# The window bounds are never specialized (a bound of 1 would become a constexpr).
-@triton.jit(do_not_specialize=["window_left", "window_right"])
+@triton.jit(do_not_specialize=_FWD_NO_SPECIALIZE)
 def _attn_bwd_dq_kernel(
     Q, K, V, DOUT, LSE, DELTA, DQ, CU_Q, CU_K,
     stride_qb, stride_qm, stride_qh, stride_kb, stride_kn, stride_kh,
