@@ -46,8 +46,8 @@ def flash_attention_forward(
     transformers' ``cu_seq_lens_q``, ``cu_seq_lens_k``, ``max_length_q``, ``max_length_k``
     keyword arguments run as variable-length attention.
 
-    Raises ValueError for an attention_mask (padding masks are not supported), dropout > 0
-    and softcap.
+    Raises ValueError for an attention_mask (padding masks are not supported), dropout > 0,
+    softcap and attention sinks (s_aux).
     """
     op = "flash_attention_forward"
     if attention_mask is not None:
@@ -58,6 +58,8 @@ def flash_attention_forward(
         raise ValueError(f"{op}: attention dropout is not supported, got dropout={dropout}")
     if softcap is not None:
         raise ValueError(f"{op}: softcap is not supported, got softcap={softcap}")
+    if kwargs.get("s_aux") is not None:
+        raise ValueError(f"{op}: attention sinks (s_aux) are not supported")
     if is_causal is None:
         is_causal = getattr(module, "is_causal", True)
     window = (-1, -1) if sliding_window is None else (sliding_window - 1, sliding_window - 1)
