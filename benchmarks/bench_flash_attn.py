@@ -16,7 +16,6 @@ the bitwise-reproducible one (a separate dq kernel).
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,15 +59,10 @@ def make_inputs(shape: tuple[int, ...], dtype: torch.dtype):
     return draw
 
 
-def _package_module(kernel: Any, name: str):
-    module = getattr(kernel, name, None)
-    return module if module is not None else importlib.import_module(f"{kernel.__name__}.{name}")
-
-
 def chunked_reference(kernel: Any, causal: bool, compute_dtype: torch.dtype | None):
     """The package's attention_reference on [B, H, S, D] inputs, one chunk of (batch, head)
     slices at a time, each chunk checkpointed so a backward holds one chunk's scores."""
-    reference = _package_module(kernel, "flash_attn").attention_reference
+    reference = kernel.attention_reference
 
     def one(q, k, v):
         return reference(q, k, v, causal=causal, compute_dtype=compute_dtype)
@@ -187,7 +181,7 @@ def compile_peer(kernel: Any, shape: tuple[int, ...], causal: bool) -> Peer:
                                     f"{needed / 2**30:.0f} GiB, more than "
                                     f"{COMPILE_MEMORY_FRACTION:.0%} of this GPU's "
                                     f"{total / 2**30:.0f} GiB")
-    reference = _package_module(kernel, "flash_attn").attention_reference
+    reference = kernel.attention_reference
 
     def eager(q, k, v):
         out = reference(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal)
