@@ -41,11 +41,14 @@ class Peer:
     """One implementation of a case's op, called as ``fn(**inputs)``.
 
     ``skip`` is the reason it cannot run here (not importable, op missing); it is recorded.
+    ``variant`` names the variant directory of one of ours loaded apart from the default one
+    (recorded instead of the default's name).
     """
 
     name: str
     fn: Callable[..., Any] | None = None
     skip: str | None = None
+    variant: str | None = None
 
 
 @dataclass
@@ -245,11 +248,14 @@ def _timed_callable(peer: Peer, case: Case, inputs: dict[str, torch.Tensor], dys
 
 def _base_record(case: Case, peer: Peer, direction: str) -> dict[str, Any]:
     nbytes, flops = case.work(direction)
-    return {
+    rec = {
         "kernel": case.kernel, "op": case.op, "direction": direction,
         "shape": shape_str(case.shape), "dtype": DTYPE_NAMES[case.dtype], "peer": peer.name,
         "bytes": nbytes, "flops": flops,
     }
+    if peer.variant is not None:
+        rec["variant"] = peer.variant
+    return rec
 
 
 def run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
@@ -411,7 +417,7 @@ def main(bench: Bench, argv: Sequence[str] | None = None) -> int:
         rec["date"] = meta["date"]
         rec["git_commit"] = meta.get("git_commit")
         if rec["peer"] == OURS:
-            rec["variant"] = kernel_info["variant"]
+            rec.setdefault("variant", kernel_info["variant"])
 
     path = args.out / f"{meta['gpu']}.json"
     data = report.merge_results(path, meta, records)

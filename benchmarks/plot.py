@@ -39,9 +39,13 @@ def _commits(records: list[dict], data: dict[str, Any]) -> str:
 def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     """Write the chart of ``kernel``'s ok records in ``data`` to ``path``; None when it has none."""
     records = [r for r in data.get("records", [])
-               if r["kernel"] == kernel and r.get("status") == "ok" and "pct_of_copy" in r]
+               if r["kernel"] == kernel and r.get("status") == "ok"
+               and ("pct_of_copy" in r or "pct_of_matmul" in r)]
     if not records:
         return None
+    # Memory-bound kernels report bytes (% of copy bandwidth), matmul-bound ones FLOPs.
+    metric = "pct_of_copy" if any("pct_of_copy" in r for r in records) else "pct_of_matmul"
+    records = [r for r in records if metric in r]
     rows = [(op, dt) for op in _ordered(r["op"] for r in records)
             for dt in _ordered((r["dtype"] for r in records), DTYPE_ORDER)
             if any(r["op"] == op and r["dtype"] == dt for r in records)]
@@ -56,15 +60,19 @@ def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
         for direction, ax in zip(directions, row_axes):
             cell = [r for r in records
                     if r["op"] == op and r["dtype"] == dtype and r["direction"] == direction]
-            _bars(ax, cell, peers, colors)
+            _bars(ax, cell, peers, colors, metric)
             ax.set_title(f"{op} {dtype} {DIRECTION_TITLES.get(direction, direction)}",
                          fontsize=10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[p]) for p in peers]
     fig.legend(handles, peers, loc="upper center", ncol=len(peers), frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.3 / height))
     ceilings = data.get("ceilings", {})
-    fig.suptitle(f"{kernel} on {data.get('device', '?')}: % of measured copy bandwidth "
-                 f"({ceilings.get('copy_gbps', float('nan')):.0f} GB/s), L2 flushed; "
+    if metric == "pct_of_copy":
+        ceiling = f"% of measured copy bandwidth ({ceilings.get('copy_gbps', float('nan')):.0f} GB/s)"
+    else:
+        ceiling = (f"% of measured bf16 matmul rate "
+                   f"({ceilings.get('matmul_tflops', float('nan')):.0f} TFLOP/s)")
+    fig.suptitle(f"{kernel} on {data.get('device', '?')}: {ceiling}, L2 flushed; "
                  f"commit {_commits(records, data)}",
                  y=1 - 0.05 / height, va="top", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
@@ -74,7 +82,7 @@ def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     return path
 
 
-def _bars(ax, cell: list[dict], peers: list[str], colors: dict) -> None:
+def _bars(ax, cell: list[dict], peers: list[str], colors: dict, metric: str) -> None:
     shapes = _ordered(r["shape"] for r in cell)
     present = [p for p in peers if any(r["peer"] == p for r in cell)]
     width = 0.8 / max(len(present), 1)
@@ -84,13 +92,13 @@ def _bars(ax, cell: list[dict], peers: list[str], colors: dict) -> None:
             match = [r for r in cell if r["peer"] == peer and r["shape"] == shape]
             if match:
                 xs.append(j - 0.4 + width * (i + 0.5))
-                ys.append(match[0]["pct_of_copy"])
+                ys.append(match[0][metric])
         ax.bar(xs, ys, width, color=colors[peer])
     ax.axhline(100.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(shapes)))
     ax.set_xticklabels(shapes, fontsize=8)
-    ax.set_ylabel("% of copy BW")
-    ax.set_ylim(0, max([110.0] + [r["pct_of_copy"] * 1.1 for r in cell]))
+    ax.set_ylabel("% of copy BW" if metric == "pct_of_copy" else "% of bf16 matmul")
+    ax.set_ylim(0, max([110.0] + [r[metric] * 1.1 for r in cell]))
 
 
 def main(argv: list[str] | None = None) -> int:

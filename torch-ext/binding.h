@@ -37,6 +37,7 @@ KernelBinding rmsnorm_binding();
 KernelBinding geglu_binding();
 KernelBinding rope_binding();
 KernelBinding adaln_binding();
+KernelBinding flash_attn_binding();
 
 // The namespace this build registered under (set once, before any registration).
 std::string& op_namespace();

@@ -27,7 +27,8 @@ using tk::binding::KernelBinding;
 
 std::vector<KernelBinding> kernel_bindings() {
   return {tk::binding::rmsnorm_binding(), tk::binding::geglu_binding(),
-          tk::binding::rope_binding(), tk::binding::adaln_binding()};
+          tk::binding::rope_binding(), tk::binding::adaln_binding(),
+          tk::binding::flash_attn_binding()};
 }
 
 bool already_registered(const std::string& ns) {

@@ -106,5 +106,34 @@ SCHEMAS: dict[str, str] = {
         "(Tensor dy, Tensor? dz, Tensor z, Tensor? branch, Tensor? gate, Tensor scale,"
         " bool shift_per_token, Tensor? weight, Tensor mean, Tensor rstd, str norm,"
         " bool want_dweight) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)"
+    # FlashAttention backends. Batched when cu_seqlens are None: q/out [B, Sq, Hq, D],
+    # k/v [B, Sk, Hk, D], lse fp32 [B, Hq, Sq] (max_seqlen ignored); varlen: q/out [total_q, Hq, D],
+    # k/v [total_k, Hk, D], cu_seqlens int32 [B + 1], lse [Hq, total_q]. window -1: unbounded.
+    "flash_attn_fwd_out": (
+        "(Tensor(a!) out, Tensor(b!) lse, Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q,"
+        " Tensor? cu_seqlens_k, int max_seqlen_q, int max_seqlen_k, float softmax_scale,"
+        " bool causal, int window_left, int window_right) -> ()"
+    ),
+    "flash_attn_bwd_out": (
+        "(Tensor(a!) dq, Tensor(b!) dk, Tensor(c!) dv, Tensor dout, Tensor q, Tensor k, Tensor v,"
+        " Tensor out, Tensor lse, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, int max_seqlen_q,"
+        " int max_seqlen_k, float softmax_scale, bool causal, int window_left, int window_right,"
+        " bool deterministic) -> ()"
+    ),
+    # FlashAttention functional ops: (out, lse); lse is not differentiable.
+    "flash_attn": (
+        "(Tensor q, Tensor k, Tensor v, float softmax_scale, bool causal, int window_left,"
+        " int window_right) -> (Tensor, Tensor)"
+    ),
+    "flash_attn_varlen": (
+        "(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k,"
+        " int max_seqlen_q, int max_seqlen_k, float softmax_scale, bool causal,"
+        " int window_left, int window_right) -> (Tensor, Tensor)"
+    ),
+    "flash_attn_backward": (
+        "(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,"
+        " Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, int max_seqlen_q, int max_seqlen_k,"
+        " float softmax_scale, bool causal, int window_left, int window_right,"
+        " bool deterministic) -> (Tensor, Tensor, Tensor)"
     ),
 }

@@ -1,0 +1,563 @@
+// Exact attention forward and backward on the CPU: tiled, online softmax, fp32 math, OpenMP.
+//
+// Forward: one task per (sequence, query head, block of kBlockRows queries). The task walks the
+// keys its rows may see in blocks of kBlockKeys (converted to fp32 once per block and reused by
+// every row of the task) and keeps, per row, the running max m, the running sum l and the
+// unnormalized output: no [Sq, Sk] score matrix is ever formed. Key blocks are held transposed
+// for the scores, so a row's scores against a block are axpys along the keys (vectorized, no
+// horizontal sum per score); p @ v and the gradient updates are axpys along head_dim.
+//
+// Backward, in three passes, each deterministic for any thread count (every output element is
+// written by one task, summing in a fixed order):
+//   1. delta[i] = dot(dout[i], out[i]) for every (query head, row);
+//   2. dq: one task per (sequence, query head, block of rows), walking key blocks in order;
+//   3. dk, dv: one task per (sequence, key head, block of keys), walking the group's query heads
+//      and then the rows that see the block, in order.
+// Probabilities are recomputed from lse. Window bounds make every row's allowed keys one
+// contiguous range [key_begin(i), key_end(i)), so no mask is evaluated per element.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "_common/cpu_convert.h"
+#include "_common/status.h"
+#include "flash_attn/flash_attn.h"
+
+namespace tk::flash_attn {
+namespace {
+
+using cpu::BFloat16;
+using cpu::Float16;
+using cpu::from_float;
+using cpu::to_float;
+
+constexpr int64_t kBlockRows = 64;
+constexpr int64_t kBlockKeys = 64;
+// Below this many score elements (rows x keys x heads) a launch runs on the calling thread.
+constexpr int64_t kMinWorkForThreads = 1 << 16;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// One sequence: its batch index (addressing of the batched layout; 0 in varlen) and where its
+// rows start in the varlen layout (0 in batched).
+struct Sequence {
+  int64_t b = 0;
+  int64_t q_start = 0;
+  int64_t q_len = 0;
+  int64_t k_start = 0;
+  int64_t k_len = 0;
+};
+
+// The allowed key range of each query row, and the inverse: the rows that see a key range.
+struct Window {
+  int64_t left;
+  int64_t right;
+  int64_t diag;  // k_len - q_len: causal aligned to the bottom right
+  int64_t q_len;
+  int64_t k_len;
+
+  int64_t key_begin(int64_t i) const { return left < 0 ? 0 : std::max<int64_t>(0, i + diag - left); }
+  int64_t key_end(int64_t i) const {
+    return right < 0 ? k_len : std::min(k_len, i + diag + right + 1);
+  }
+  // Rows i with [key_begin(i), key_end(i)) meeting [n0, n1), n0 < n1.
+  int64_t query_begin(int64_t n0) const {
+    return right < 0 ? 0 : std::max<int64_t>(0, n0 - diag - right);
+  }
+  int64_t query_end(int64_t n1) const {
+    return left < 0 ? q_len : std::min(q_len, n1 - diag + left);
+  }
+};
+
+Window window_of(const Problem& p, const Sequence& s) {
+  return {p.window_left, effective_window_right(p.causal, p.window_right), s.k_len - s.q_len,
+          s.q_len, s.k_len};
+}
+
+int64_t blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
+
+// Element offsets: strided inputs, and the contiguous out/dq ([rows, heads, head_dim]), dk/dv
+// and lse/delta ([batch, heads_q, seqlen_q] or [heads_q, total_q]).
+int64_t strided(const Strides& s, int64_t b, int64_t row, int64_t head) {
+  return b * s.batch + row * s.row + head * s.head;
+}
+
+int64_t lse_index(const Problem& p, const Sequence& s, int64_t head, int64_t i) {
+  return (s.b * p.heads_q + head) * p.seqlen_q + s.q_start + i;
+}
+
+int64_t q_row_offset(const Problem& p, const Sequence& s, int64_t head, int64_t i) {
+  return ((s.b * p.seqlen_q + s.q_start + i) * p.heads_q + head) * p.head_dim;
+}
+
+int64_t k_row_offset(const Problem& p, const Sequence& s, int64_t head, int64_t j) {
+  return ((s.b * p.seqlen_k + s.k_start + j) * p.heads_k + head) * p.head_dim;
+}
+
+// The row as floats: the input itself when T is float, else converted into `buffer`.
+template <typename T>
+const float* row_as_float(const T* row, float* buffer, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return row;
+  } else {
+#pragma omp simd
+    for (int64_t d = 0; d < n; ++d) buffer[d] = to_float(row[d]);
+    return buffer;
+  }
+}
+
+template <typename T>
+void store_row(T* out, const float* values, float scale, int64_t n) {
+#pragma omp simd
+  for (int64_t d = 0; d < n; ++d) out[d] = from_float<T>(values[d] * scale);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
+  return sum;
+}
+
+void axpy(float* y, float a, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t d = 0; d < n; ++d) y[d] += a * x[d];
+}
+
+// Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor as
+// float row pointers (into `buffer` when T is not float).
+template <typename T>
+void load_rows(const T* base, const Strides& strides, const Sequence& s, int64_t start,
+               int64_t head, int64_t first, int64_t count, int64_t head_dim, float* buffer,
+               const float** rows) {
+  for (int64_t r = 0; r < count; ++r) {
+    const T* row = base + strided(strides, s.b, start + first + r, head);
+    rows[r] = row_as_float(row, buffer + r * head_dim, head_dim);
+  }
+}
+
+// The same rows transposed: t[d * kBlockKeys + r].
+template <typename T>
+void load_rows_transposed(const T* base, const Strides& strides, const Sequence& s,
+                          int64_t start, int64_t head, int64_t first, int64_t count,
+                          int64_t head_dim, float* t) {
+  for (int64_t r = 0; r < count; ++r) {
+    const T* row = base + strided(strides, s.b, start + first + r, head);
+    for (int64_t d = 0; d < head_dim; ++d) t[d * kBlockKeys + r] = to_float(row[d]);
+  }
+}
+
+// out[j] = dot(x, row j of the block) for j in [begin, end), from the transposed block t:
+// vectorized along j, with no horizontal sum per product.
+void row_times_block(const float* x, const float* t, int64_t head_dim, int64_t begin,
+                     int64_t end, float* out) {
+  std::fill(out + begin, out + end, 0.0f);
+  for (int64_t d = 0; d < head_dim; ++d) {
+    const float a = x[d];
+    const float* column = t + d * kBlockKeys;
+#pragma omp simd
+    for (int64_t j = begin; j < end; ++j) out[j] += a * column[j];
+  }
+}
+
+// Per-thread buffers of every pass.
+struct Workspace {
+  explicit Workspace(int64_t head_dim)
+      : q(kBlockRows * head_dim), dout(kBlockRows * head_dim), k(kBlockKeys * head_dim),
+        v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
+        acc(std::max(kBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
+        m(kBlockRows), l(kBlockRows), scores(kBlockKeys), dp(kBlockKeys), q_rows(kBlockRows),
+        dout_rows(kBlockRows), k_rows(kBlockKeys), v_rows(kBlockKeys) {}
+
+  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, scores, dp;
+  std::vector<const float*> q_rows, dout_rows, k_rows, v_rows;
+};
+
+// ---------------------------------------------------------------- sequences and checks
+
+Status check_problem(const Problem& p) {
+  if (p.dtype != DType::kFloat32 && p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) {
+    return Status::Error(StatusCode::kUnsupportedDType, "flash_attn: unknown dtype");
+  }
+  if (!is_supported_head_dim(p.head_dim)) {
+    return Status::Error(StatusCode::kInvalidArgument,
+                         "flash_attn: head_dim must be one of 64, 96, 128, 192, 256");
+  }
+  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) {
+    return Status::Error(StatusCode::kInvalidArgument, "flash_attn: sizes must be >= 0");
+  }
+  if (p.heads_q < 1 || p.heads_k < 1 || p.heads_q % p.heads_k != 0) {
+    return Status::Error(StatusCode::kInvalidArgument,
+                         "flash_attn: heads_q must be a positive multiple of heads_k");
+  }
+  if (p.window_left < -1 || p.window_right < -1) {
+    return Status::Error(StatusCode::kInvalidArgument, "flash_attn: window bounds must be >= -1");
+  }
+  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) {
+    return Status::Error(StatusCode::kInvalidArgument,
+                         "flash_attn: cu_seqlens_q and cu_seqlens_k must be given together");
+  }
+  return Status::Ok();
+}
+
+Status check_cu_seqlens(const int32_t* cu, int64_t batch, int64_t total, int64_t max_seqlen,
+                        const char* not_monotonic, const char* wrong_ends, const char* too_long) {
+  if (cu[0] != 0 || cu[batch] != total) return Status::Error(StatusCode::kInvalidArgument, wrong_ends);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t length = static_cast<int64_t>(cu[b + 1]) - cu[b];
+    if (length < 0) return Status::Error(StatusCode::kInvalidArgument, not_monotonic);
+    if (length > max_seqlen) return Status::Error(StatusCode::kInvalidArgument, too_long);
+  }
+  return Status::Ok();
+}
+
+Status sequences_of(const Problem& p, std::vector<Sequence>& out) {
+  out.assign(static_cast<size_t>(p.batch), Sequence{});
+  if (p.cu_seqlens_q == nullptr) {
+    for (int64_t b = 0; b < p.batch; ++b) out[b] = {b, 0, p.seqlen_q, 0, p.seqlen_k};
+    return Status::Ok();
+  }
+  if (Status status = check_cu_seqlens(
+          p.cu_seqlens_q, p.batch, p.seqlen_q, p.max_seqlen_q,
+          "flash_attn: cu_seqlens_q must be non-decreasing",
+          "flash_attn: cu_seqlens_q must start at 0 and end at total_q (q.shape[0])",
+          "flash_attn: max_seqlen_q is smaller than a sequence of cu_seqlens_q");
+      !status.ok()) {
+    return status;
+  }
+  if (Status status = check_cu_seqlens(
+          p.cu_seqlens_k, p.batch, p.seqlen_k, p.max_seqlen_k,
+          "flash_attn: cu_seqlens_k must be non-decreasing",
+          "flash_attn: cu_seqlens_k must start at 0 and end at total_k (k.shape[0])",
+          "flash_attn: max_seqlen_k is smaller than a sequence of cu_seqlens_k");
+      !status.ok()) {
+    return status;
+  }
+  for (int64_t b = 0; b < p.batch; ++b) {
+    out[b] = {0, p.cu_seqlens_q[b], static_cast<int64_t>(p.cu_seqlens_q[b + 1]) - p.cu_seqlens_q[b],
+              p.cu_seqlens_k[b], static_cast<int64_t>(p.cu_seqlens_k[b + 1]) - p.cu_seqlens_k[b]};
+  }
+  return Status::Ok();
+}
+
+int64_t longest(const std::vector<Sequence>& seqs, bool keys) {
+  int64_t n = 0;
+  for (const Sequence& s : seqs) n = std::max(n, keys ? s.k_len : s.q_len);
+  return n;
+}
+
+// Tasks are (sequence, head, block) flattened; blocks past a sequence's end are empty tasks.
+struct TaskGrid {
+  int64_t heads;
+  int64_t blocks_per_seq;
+  int64_t count;
+};
+
+TaskGrid task_grid(const std::vector<Sequence>& seqs, int64_t heads, int64_t longest_len,
+                   int64_t block) {
+  const int64_t per_seq = blocks(longest_len, block);
+  return {heads, per_seq, static_cast<int64_t>(seqs.size()) * heads * per_seq};
+}
+
+bool use_threads(const Problem& p) {
+  return p.seqlen_q * std::max<int64_t>(p.seqlen_k, 1) * p.heads_q >= kMinWorkForThreads;
+}
+
+// ---------------------------------------------------------------- forward
+
+template <typename T>
+void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, Workspace& ws) {
+  const Problem& p = a.problem;
+  const int64_t D = p.head_dim;
+  const int64_t kv_head = head / (p.heads_q / p.heads_k);
+  const Window w = window_of(p, s);
+  const int64_t rows = std::min(kBlockRows, s.q_len - r0);
+  const float scale = p.softmax_scale;
+  float* acc = ws.acc.data();
+  float* m = ws.m.data();
+  float* l = ws.l.data();
+  float* scores = ws.scores.data();
+
+  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
+            ws.q_rows.data());
+  std::fill(acc, acc + rows * D, 0.0f);
+  std::fill(m, m + rows, kNegInf);
+  std::fill(l, l + rows, 0.0f);
+
+  // key_begin and key_end are non-decreasing in i: the block's union range.
+  const int64_t keys_begin = w.key_begin(r0);
+  const int64_t keys_end = w.key_end(r0 + rows - 1);
+  for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
+    const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
+    load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0,
+                         n1 - n0, D, ws.k_t.data());
+    load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, n1 - n0, D,
+              ws.v.data(), ws.v_rows.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = r0 + r;
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
+      if (j0 >= j1) continue;
+      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
+      float block_max = kNegInf;
+      for (int64_t j = j0; j < j1; ++j) {
+        scores[j] *= scale;
+        block_max = std::max(block_max, scores[j]);
+      }
+      // block_max is finite (at least one key), so m_new is too and alpha is 0 on the first block.
+      const float m_new = std::max(m[r], block_max);
+      const float alpha = std::exp(m[r] - m_new);
+      float* acc_row = acc + r * D;
+      float sum = l[r] * alpha;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
+      for (int64_t j = j0; j < j1; ++j) {
+        const float prob = std::exp(scores[j] - m_new);
+        sum += prob;
+        axpy(acc_row, prob, ws.v_rows[j], D);
+      }
+      m[r] = m_new;
+      l[r] = sum;
+    }
+  }
+
+  T* out = static_cast<T*>(a.out);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r0 + r;
+    const bool empty = l[r] == 0.0f;
+    store_row(out + q_row_offset(p, s, head, i), acc + r * D, empty ? 0.0f : 1.0f / l[r], D);
+    a.lse[lse_index(p, s, head, i)] = empty ? kNegInf : m[r] + std::log(l[r]);
+  }
+}
+
+template <typename T>
+void fwd_typed(const FwdArgs& a, const std::vector<Sequence>& seqs) {
+  const Problem& p = a.problem;
+  const TaskGrid grid = task_grid(seqs, p.heads_q, longest(seqs, false), kBlockRows);
+#pragma omp parallel if (use_threads(p))
+  {
+    Workspace ws(p.head_dim);
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < grid.count; ++task) {
+      const int64_t block = task % grid.blocks_per_seq;
+      const int64_t head = (task / grid.blocks_per_seq) % grid.heads;
+      const Sequence& s = seqs[task / (grid.blocks_per_seq * grid.heads)];
+      if (block * kBlockRows >= s.q_len) continue;
+      fwd_block<T>(a, s, head, block * kBlockRows, ws);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- backward
+
+// delta[i] = dot(dout[i], out[i]) in the lse layout.
+template <typename T>
+void bwd_delta(const BwdArgs& a, const std::vector<Sequence>& seqs, float* delta) {
+  const Problem& p = a.problem;
+  const int64_t D = p.head_dim;
+  const TaskGrid grid = task_grid(seqs, p.heads_q, longest(seqs, false), kBlockRows);
+#pragma omp parallel if (use_threads(p))
+  {
+    std::vector<float> dout_buffer(D), out_buffer(D);
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < grid.count; ++task) {
+      const int64_t block = task % grid.blocks_per_seq;
+      const int64_t head = (task / grid.blocks_per_seq) % grid.heads;
+      const Sequence& s = seqs[task / (grid.blocks_per_seq * grid.heads)];
+      const int64_t end = std::min(s.q_len, (block + 1) * kBlockRows);
+      for (int64_t i = block * kBlockRows; i < end; ++i) {
+        const float* dout = row_as_float(
+            static_cast<const T*>(a.dout) + strided(a.dout_strides, s.b, s.q_start + i, head),
+            dout_buffer.data(), D);
+        const float* out = row_as_float(static_cast<const T*>(a.out) + q_row_offset(p, s, head, i),
+                                        out_buffer.data(), D);
+        delta[lse_index(p, s, head, i)] = dot(dout, out, D);
+      }
+    }
+  }
+}
+
+template <typename T>
+void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
+                  const float* delta, Workspace& ws) {
+  const Problem& p = a.problem;
+  const int64_t D = p.head_dim;
+  const int64_t kv_head = head / (p.heads_q / p.heads_k);
+  const Window w = window_of(p, s);
+  const int64_t rows = std::min(kBlockRows, s.q_len - r0);
+  const float scale = p.softmax_scale;
+  float* dq = ws.acc.data();
+  float* scores = ws.scores.data();
+  float* dp = ws.dp.data();
+
+  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
+            ws.q_rows.data());
+  load_rows(static_cast<const T*>(a.dout), a.dout_strides, s, s.q_start, head, r0, rows, D,
+            ws.dout.data(), ws.dout_rows.data());
+  std::fill(dq, dq + rows * D, 0.0f);
+
+  const int64_t keys_begin = w.key_begin(r0);
+  const int64_t keys_end = w.key_end(r0 + rows - 1);
+  for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
+    const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
+    const T* k = static_cast<const T*>(a.k);
+    load_rows(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k.data(), ws.k_rows.data());
+    load_rows_transposed(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k_t.data());
+    load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0,
+                         n1 - n0, D, ws.v_t.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = r0 + r;
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
+      if (j0 >= j1) continue;
+      const float lse = a.lse[lse_index(p, s, head, i)];
+      const float delta_i = delta[lse_index(p, s, head, i)];
+      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
+      row_times_block(ws.dout_rows[r], ws.v_t.data(), D, j0, j1, dp);
+      for (int64_t j = j0; j < j1; ++j) {
+        const float prob = std::exp(scores[j] * scale - lse);
+        axpy(dq + r * D, prob * (dp[j] - delta_i), ws.k_rows[j], D);
+      }
+    }
+  }
+  T* dq_out = static_cast<T*>(a.dq);
+  for (int64_t r = 0; r < rows; ++r) {
+    store_row(dq_out + q_row_offset(p, s, head, r0 + r), dq + r * D, scale, D);
+  }
+}
+
+template <typename T>
+void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_t n0,
+                    const float* delta, Workspace& ws) {
+  const Problem& p = a.problem;
+  const int64_t D = p.head_dim;
+  const int64_t group = p.heads_q / p.heads_k;
+  const Window w = window_of(p, s);
+  const int64_t keys = std::min(kBlockKeys, s.k_len - n0);
+  const int64_t n1 = n0 + keys;
+  const float scale = p.softmax_scale;
+  float* dk = ws.acc.data();
+  float* dv = ws.acc2.data();
+  float* scores = ws.scores.data();
+  float* dp = ws.dp.data();
+
+  load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys,
+                       D, ws.k_t.data());
+  load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
+                       D, ws.v_t.data());
+  std::fill(dk, dk + keys * D, 0.0f);
+  std::fill(dv, dv + keys * D, 0.0f);
+
+  const int64_t rows_begin = w.query_begin(n0);
+  const int64_t rows_end = w.query_end(n1);
+  for (int64_t head = kv_head * group; head < (kv_head + 1) * group; ++head) {
+    for (int64_t i = rows_begin; i < rows_end; ++i) {
+      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
+      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
+      if (j0 >= j1) continue;
+      const float* q = row_as_float(
+          static_cast<const T*>(a.q) + strided(a.q_strides, s.b, s.q_start + i, head),
+          ws.q.data(), D);
+      const float* dout = row_as_float(
+          static_cast<const T*>(a.dout) + strided(a.dout_strides, s.b, s.q_start + i, head),
+          ws.dout.data(), D);
+      const float lse = a.lse[lse_index(p, s, head, i)];
+      const float delta_i = delta[lse_index(p, s, head, i)];
+      row_times_block(q, ws.k_t.data(), D, j0, j1, scores);
+      row_times_block(dout, ws.v_t.data(), D, j0, j1, dp);
+      for (int64_t j = j0; j < j1; ++j) {
+        const float prob = std::exp(scores[j] * scale - lse);
+        axpy(dv + j * D, prob, dout, D);
+        axpy(dk + j * D, prob * (dp[j] - delta_i), q, D);
+      }
+    }
+  }
+  T* dk_out = static_cast<T*>(a.dk);
+  T* dv_out = static_cast<T*>(a.dv);
+  for (int64_t r = 0; r < keys; ++r) {
+    store_row(dk_out + k_row_offset(p, s, kv_head, n0 + r), dk + r * D, scale, D);
+    store_row(dv_out + k_row_offset(p, s, kv_head, n0 + r), dv + r * D, 1.0f, D);
+  }
+}
+
+template <typename T>
+void bwd_typed(const BwdArgs& a, const std::vector<Sequence>& seqs) {
+  const Problem& p = a.problem;
+  const int64_t lse_batches = p.cu_seqlens_q == nullptr ? p.batch : 1;
+  std::vector<float> delta(static_cast<size_t>(lse_batches * p.heads_q * p.seqlen_q));
+  bwd_delta<T>(a, seqs, delta.data());
+
+  const TaskGrid dq_grid = task_grid(seqs, p.heads_q, longest(seqs, false), kBlockRows);
+  const TaskGrid kv_grid = task_grid(seqs, p.heads_k, longest(seqs, true), kBlockKeys);
+#pragma omp parallel if (use_threads(p))
+  {
+    Workspace ws(p.head_dim);
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < dq_grid.count; ++task) {
+      const int64_t block = task % dq_grid.blocks_per_seq;
+      const int64_t head = (task / dq_grid.blocks_per_seq) % dq_grid.heads;
+      const Sequence& s = seqs[task / (dq_grid.blocks_per_seq * dq_grid.heads)];
+      if (block * kBlockRows >= s.q_len) continue;
+      bwd_dq_block<T>(a, s, head, block * kBlockRows, delta.data(), ws);
+    }
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < kv_grid.count; ++task) {
+      const int64_t block = task % kv_grid.blocks_per_seq;
+      const int64_t kv_head = (task / kv_grid.blocks_per_seq) % kv_grid.heads;
+      const Sequence& s = seqs[task / (kv_grid.blocks_per_seq * kv_grid.heads)];
+      if (block * kBlockKeys >= s.k_len) continue;
+      bwd_dkdv_block<T>(a, s, kv_head, block * kBlockKeys, delta.data(), ws);
+    }
+  }
+}
+
+// Rows of q (and out, lse, dq) and of k (v, dk, dv) over all sequences.
+int64_t query_rows(const Problem& p) {
+  return p.cu_seqlens_q != nullptr ? p.seqlen_q : p.batch * p.seqlen_q;
+}
+
+int64_t key_rows(const Problem& p) {
+  return p.cu_seqlens_k != nullptr ? p.seqlen_k : p.batch * p.seqlen_k;
+}
+
+template <typename Fn>
+void dispatch(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kFloat32: fn(float{}); break;
+    case DType::kFloat16: fn(Float16{}); break;
+    case DType::kBFloat16: fn(BFloat16{}); break;
+  }
+}
+
+}  // namespace
+
+Status fwd_cpu(const FwdArgs& args) {
+  if (Status status = check_problem(args.problem); !status.ok()) return status;
+  std::vector<Sequence> seqs;
+  if (Status status = sequences_of(args.problem, seqs); !status.ok()) return status;
+  if (query_rows(args.problem) > 0 &&
+      (args.out == nullptr || args.lse == nullptr || args.q == nullptr)) {
+    return Status::Error(StatusCode::kInvalidArgument, "flash_attn: out, lse and q must not be null");
+  }
+  dispatch(args.problem.dtype, [&](auto tag) { fwd_typed<decltype(tag)>(args, seqs); });
+  return Status::Ok();
+}
+
+Status bwd_cpu(const BwdArgs& args) {
+  if (Status status = check_problem(args.problem); !status.ok()) return status;
+  std::vector<Sequence> seqs;
+  if (Status status = sequences_of(args.problem, seqs); !status.ok()) return status;
+  if (query_rows(args.problem) > 0 && key_rows(args.problem) > 0 &&
+      (args.dq == nullptr || args.dk == nullptr || args.dv == nullptr || args.dout == nullptr ||
+       args.q == nullptr || args.k == nullptr || args.v == nullptr || args.out == nullptr ||
+       args.lse == nullptr)) {
+    return Status::Error(StatusCode::kInvalidArgument,
+                         "flash_attn: backward tensors must not be null");
+  }
+  dispatch(args.problem.dtype, [&](auto tag) { bwd_typed<decltype(tag)>(args, seqs); });
+  return Status::Ok();
+}
+
+}  // namespace tk::flash_attn

@@ -1,0 +1,485 @@
+"""FlashAttention on every backend this machine can run, against the fp32/fp64 reference.
+
+Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), Triton
+(interpreter on CPU tensors without a GPU; real kernels on a GPU). The CUDA variant has no CUDA
+attention kernel yet: on a GPU its CUDA tensors must get a clear NotImplementedError.
+Without a GPU the shapes are tiny (the interpreter is slow); the full matrix (sequence lengths
+up to 4097, every head dim) runs on a GPU.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from support import HAS_GPU, INTERPRETER
+from tolerance import assert_matches_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import bench_flash_attn  # noqa: E402
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+GPU_DTYPES = [torch.float16, torch.bfloat16]
+
+# (batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window)
+CPU_CASES = [
+    (1, 1, 1, 2, 2, 64, False, (-1, -1)),
+    (2, 17, 17, 4, 1, 64, True, (-1, -1)),
+    (1, 128, 128, 8, 1, 128, False, (-1, -1)),
+    (2, 17, 40, 4, 4, 96, True, (-1, -1)),
+    (1, 40, 17, 2, 2, 192, True, (-1, -1)),
+    (1, 33, 33, 2, 1, 256, False, (8, 4)),
+    (1, 128, 128, 2, 2, 64, True, (16, -1)),
+    (1, 1, 37, 4, 1, 128, True, (-1, -1)),
+]
+INTERPRETER_CASES = [
+    (1, 1, 1, 2, 2, 64, False, (-1, -1)),
+    (2, 17, 17, 4, 1, 64, True, (-1, -1)),
+    (1, 17, 40, 8, 1, 64, True, (-1, -1)),
+    (1, 40, 17, 2, 2, 96, True, (-1, -1)),
+    (1, 33, 33, 2, 1, 64, False, (8, 4)),
+]
+GPU_CASES = [
+    (batch, seqlen, seqlen, heads_q, heads_k, head_dim, causal, (-1, -1))
+    for batch, seqlen in ((2, 1), (2, 17), (2, 128), (1, 1000), (1, 4097))
+    for heads_q, heads_k, head_dim in ((2, 2, 64), (4, 1, 96), (8, 1, 128), (4, 2, 192), (2, 2, 256))
+    for causal in (False, True)
+] + [
+    (2, 1000, 1537, 8, 2, 128, True, (-1, -1)),
+    (2, 1537, 1000, 8, 2, 128, True, (-1, -1)),
+    (1, 4097, 4097, 4, 1, 64, True, (256, -1)),
+    (2, 1000, 1000, 4, 4, 128, False, (100, 50)),
+    (1, 300, 700, 4, 4, 256, False, (0, 0)),
+]
+
+BACKENDS = [
+    pytest.param(("cpu", "cpu"), id="cpu"),
+    pytest.param(("cuda", "cpu"), id="cuda-variant-on-cpu-tensors"),
+    pytest.param(
+        ("triton", "cpu"),
+        id="triton-interpreter",
+        marks=pytest.mark.skipif(not INTERPRETER, reason="Triton interpreter off (GPU present)"),
+    ),
+    pytest.param(
+        ("triton", "cuda"),
+        id="triton-cuda",
+        marks=pytest.mark.skipif(not HAS_GPU, reason="needs a GPU"),
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, variant_modules):
+    variant, device = request.param
+    if variant not in variant_modules:
+        pytest.skip(f"no {variant} variant was built in this environment")
+    return variant_modules[variant], device
+
+
+def _cases(device, kernel):
+    if device == "cuda":
+        return GPU_CASES
+    return INTERPRETER_CASES if kernel.BACKEND == "triton" else CPU_CASES
+
+
+def _dtypes(device, kernel=None, index=0):
+    """Every dtype, except under the interpreter (slow): bf16 and, in turn, fp32 or fp16."""
+    if device == "cuda":
+        return GPU_DTYPES
+    if kernel is not None and kernel.BACKEND == "triton":
+        return [torch.bfloat16, (torch.float32, torch.float16)[index % 2]]
+    return DTYPES
+
+
+def _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, device):
+    q = torch.randn(batch, seqlen_q, heads_q, head_dim, dtype=dtype, device=device)
+    k = torch.randn(batch, seqlen_k, heads_k, head_dim, dtype=dtype, device=device)
+    v = torch.randn(batch, seqlen_k, heads_k, head_dim, dtype=dtype, device=device)
+    return q, k, v
+
+
+def _reference_grads(kernel, leaves, dout, reference_dtype, **kwargs):
+    """(out, lse, grads) of attention_reference on copies of `leaves` in reference_dtype
+    (computed in that dtype too)."""
+    copies = [t.detach().to(reference_dtype).requires_grad_(True) for t in leaves]
+    out, lse = kernel.attention_reference(*copies, return_lse=True, compute_dtype=reference_dtype,
+                                          **kwargs)
+    grads = torch.autograd.grad(out, copies, dout.to(reference_dtype)) if out.numel() else copies
+    return out.detach(), lse.detach(), grads
+
+
+def _check_against_reference(kernel, leaves, out, lse, grads, dout, what, **kwargs):
+    """out, lse and the gradients against the fp64 reference (fp32 on a GPU, where fp64 is
+    slow), with the tolerance rule's baseline from the same math in the input dtype."""
+    dtype = leaves[0].dtype
+    high = torch.float32 if leaves[0].is_cuda else torch.float64
+    ref_out, ref_lse, ref_grads = _reference_grads(kernel, leaves, dout, high, **kwargs)
+    low_out, _, low_grads = _reference_grads(kernel, leaves, dout, dtype, **kwargs)
+    assert_matches_reference(out.detach(), ref_out, low_out, f"out {what}")
+    # lse is fp32 whatever the input dtype; rows without keys are -inf in both.
+    torch.testing.assert_close(lse.detach().double().cpu(), ref_lse.double().cpu(), rtol=1e-5,
+                               atol=1e-4, msg=lambda m: f"lse {what}: {m}")
+    for name, g, rg, lg in zip(("dq", "dk", "dv"), grads, ref_grads, low_grads):
+        assert_matches_reference(g, rg, lg, f"{name} {what}")
+
+
+def _run(kernel, leaves, causal, window, varlen=None):
+    leaves = [t.requires_grad_(True) for t in leaves]
+    if varlen is None:
+        out, lse = kernel.flash_attn(*leaves, causal=causal, window=window, return_lse=True)
+    else:
+        out, lse = kernel.flash_attn_varlen(*leaves, *varlen, causal=causal, window=window,
+                                            return_lse=True)
+    dout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, leaves, dout)
+    return out, lse, grads, dout
+
+
+def test_forward_and_backward_match_reference(backend):
+    kernel, device = backend
+    for index, case in enumerate(_cases(device, kernel)):
+        batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window = case
+        for dtype in _dtypes(device, kernel, index):
+            leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, device)
+            out, lse, grads, dout = _run(kernel, leaves, causal, window)
+            _check_against_reference(kernel, leaves, out, lse, grads, dout,
+                                     f"{device} {dtype} {case}", causal=causal, window=window)
+
+
+def test_rows_without_keys_give_zero_and_minus_inf(backend):
+    """Causal with Sq > Sk (bottom-right aligned): the first Sq - Sk queries see no key."""
+    kernel, device = backend
+    dtype = torch.bfloat16
+    q, k, v = _qkv(2, 21, 6, 2, 1, 64, dtype, device)
+    out, lse, (dq, dk, dv), _ = _run(kernel, [q, k, v], True, (-1, -1))
+    assert (out[:, :15] == 0).all() and (dq[:, :15] == 0).all()
+    assert torch.isneginf(lse[..., :15]).all() and torch.isfinite(lse[..., 15:]).all()
+    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in (dq, dk, dv))
+    # A window of (0, 0) with Sq < Sk: every query sees exactly one key.
+    q, k, v = _qkv(1, 5, 9, 2, 2, 64, torch.float32, device)
+    out = kernel.flash_attn(q, k, v, window=(0, 0))
+    torch.testing.assert_close(out, v[:, 4:], rtol=0, atol=0)
+
+
+def test_empty_inputs(backend):
+    """No keys: out 0, lse -inf, zero gradients; no queries or no batch: empty results."""
+    kernel, device = backend
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    for sizes in ((2, 3, 0, 2, 1, 64), (2, 0, 5, 2, 1, 64), (0, 3, 5, 2, 2, 64)):
+        q, k, v = _qkv(*sizes, dtype, device)
+        out, lse, grads, _ = _run(kernel, [q, k, v], False, (-1, -1))
+        assert out.shape == q.shape and lse.shape == (sizes[0], sizes[3], sizes[1])
+        assert (out == 0).all() and torch.isneginf(lse).all()
+        assert all((g == 0).all() and g.shape == t.shape for g, t in zip(grads, (q, k, v)))
+
+
+def _packed(lengths, heads, head_dim, dtype, device):
+    total = sum(lengths)
+    cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32, device=device)
+    return torch.randn(total, heads, head_dim, dtype=dtype, device=device), cu
+
+
+# The last element: the one dtype the (slow) interpreter runs for that mask.
+@pytest.mark.parametrize("causal,window,interpreter_dtype", [
+    (False, (-1, -1), torch.float32), (True, (-1, -1), torch.bfloat16),
+    (False, (3, 2), torch.float16)], ids=["full", "causal", "window"])
+def test_varlen_matches_reference(backend, causal, window, interpreter_dtype):
+    kernel, device = backend
+    if device == "cuda":
+        lengths_q, lengths_k = [1, 700, 0, 33, 2049], [9, 700, 5, 0, 1500]
+        dtypes = GPU_DTYPES
+    else:
+        lengths_q, lengths_k = [1, 37, 0, 3, 20], [9, 37, 5, 0, 6]
+        dtypes = DTYPES if kernel.BACKEND != "triton" else [interpreter_dtype]
+    for dtype in dtypes:
+        q, cu_q = _packed(lengths_q, 4, 64, dtype, device)
+        k, cu_k = _packed(lengths_k, 2, 64, dtype, device)
+        v = torch.randn_like(k)
+        varlen = (cu_q, cu_k, max(lengths_q), max(lengths_k))
+        out, lse, grads, dout = _run(kernel, [q, k, v], causal, window, varlen)
+        assert lse.shape == (4, sum(lengths_q))
+        _check_against_reference(kernel, [q, k, v], out, lse, grads, dout,
+                                 f"varlen {device} {dtype}", causal=causal, window=window,
+                                 cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+        # Keys no query sees (a sequence with no queries) get zero gradients.
+        assert (grads[1][sum(lengths_k[:2]):sum(lengths_k[:3])] == 0).all()
+
+
+def test_every_output_element_is_written(backend):
+    """The out ops write every element: outputs start as NaN and must come back finite."""
+    kernel, device = backend
+    dtype = torch.bfloat16
+    q, k, v = _qkv(2, 19, 23, 4, 2, 96, dtype, device)
+    scale = 96**-0.5
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((2, 4, 19), float("nan"), device=device)
+    kernel.ops.flash_attn_fwd_out(out, lse, q, k, v, None, None, 0, 0, scale, True, -1, -1)
+    assert torch.isfinite(out).all() and torch.isfinite(lse).all()
+    for deterministic in (False, True):
+        dq, dk, dv = (torch.full_like(t, float("nan")) for t in (q, k, v))
+        kernel.ops.flash_attn_bwd_out(dq, dk, dv, torch.randn_like(q), q, k, v, out, lse, None,
+                                      None, 0, 0, scale, True, -1, -1, deterministic)
+        assert all(torch.isfinite(t).all() for t in (dq, dk, dv))
+
+
+def test_strided_inputs(backend):
+    """q, k, v unbound from a fused qkv projection, or transposed from [B, H, S, D], run without
+    a copy; a strided last dimension is copied by the functional op."""
+    kernel, device = backend
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    qkv = torch.randn(2, 19, 3, 2, 64, dtype=dtype, device=device)
+    q, k, v = qkv.unbind(2)
+    assert not q.is_contiguous()
+    out, lse, grads, dout = _run(kernel, [q, k, v], True, (-1, -1))
+    _check_against_reference(kernel, [q, k, v], out, lse, grads, dout, "unbound qkv", causal=True,
+                             window=(-1, -1))
+    bhsd = [torch.randn(2, 2, 19, 64, dtype=dtype, device=device).transpose(1, 2) for _ in range(3)]
+    wide = torch.randn(2, 19, 2, 128, dtype=dtype, device=device)[..., ::2]
+    for leaves in (bhsd, [wide, wide.clone(), wide.clone()]):
+        out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
+        _check_against_reference(kernel, leaves, out, lse, grads, dout, "strided", causal=False,
+                                 window=(-1, -1))
+    with pytest.raises(ValueError, match="q must have a contiguous last dimension"):
+        kernel.ops.flash_attn_fwd_out(torch.empty_like(wide), torch.empty(2, 2, 19, device=device),
+                                      wide, wide, wide, None, None, 0, 0, 0.1, False, -1, -1)
+
+
+def test_deterministic_backward_is_bitwise_reproducible(backend):
+    kernel, device = backend
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    shape = (1, 20, 20, 2, 1, 64) if device == "cpu" else (2, 1000, 1000, 8, 2, 128)
+    q, k, v = _qkv(*shape, dtype, device)
+    out, lse = kernel.flash_attn(q, k, v, causal=True, return_lse=True)
+    dout = torch.randn_like(out)
+    scale = shape[-1] ** -0.5
+
+    def grads(deterministic):
+        return kernel.ops.flash_attn_backward(dout, q, k, v, out, lse, None, None, 0, 0, scale,
+                                              True, -1, -1, deterministic)
+
+    first, second = grads(True), grads(True)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    for a, b in zip(first, grads(False)):  # the atomic path agrees up to summation order
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+    # Through autograd, under torch.use_deterministic_algorithms(True).
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = []
+        for _ in range(2):
+            leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+            runs.append(torch.autograd.grad(kernel.flash_attn(*leaves, causal=True), leaves, dout))
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    for a, b, expected in zip(*runs, first):
+        assert torch.equal(a, b) and torch.equal(a, expected)
+
+
+def test_compiled_forward_and_backward_equal_eager(variant_modules):
+    """torch.compile(fullgraph=True) of a block using flash_attn: called forward and backward."""
+    name = "triton" if HAS_GPU else "cpu"
+    if name not in variant_modules:
+        pytest.skip(f"no {name} variant")
+    kernel = variant_modules[name]
+    device = "cuda" if HAS_GPU else "cpu"
+    dtype = torch.bfloat16 if HAS_GPU else torch.float32
+    torch._dynamo.reset()
+
+    def block(q, k, v):
+        out = kernel.flash_attn(q * 2.0, k, v, causal=True)
+        return (out * out).sum()
+
+    leaves = _qkv(2, 9, 9, 4, 2, 64, dtype, device)
+
+    def run(fn):
+        inputs = [t.clone().requires_grad_(True) for t in leaves]
+        loss = fn(*inputs)
+        loss.backward()
+        return loss.detach(), [t.grad for t in inputs]
+
+    compiled_loss, compiled_grads = run(torch.compile(block, fullgraph=True))
+    eager_loss, eager_grads = run(block)
+    torch.testing.assert_close(compiled_loss, eager_loss)
+    for compiled_grad, eager_grad in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(compiled_grad, eager_grad)
+
+
+def test_bad_inputs_raise_errors_naming_the_argument(backend):
+    kernel, device = backend
+    q, k, v = _qkv(1, 4, 4, 4, 2, 64, torch.float32 if device == "cpu" else torch.bfloat16,
+                   device)
+    other_device = "meta" if not HAS_GPU else ("cpu" if device == "cuda" else "cuda")
+    cu = torch.tensor([0, 4], dtype=torch.int32, device=device)
+    flat = q[0], k[0], v[0]
+    cases = [
+        (lambda: kernel.flash_attn(torch.randn(1, 4, 4, 80, device=device), k, v),
+         ValueError, "head_dim 80"),
+        (lambda: kernel.flash_attn(q.to(torch.int32), k, v), TypeError, "q must be float32"),
+        (lambda: kernel.flash_attn(q, k.half(), v), TypeError, "k dtype"),
+        (lambda: kernel.flash_attn(q, q[:, :, :3], q[:, :, :3]), ValueError,
+         "multiple of the key/value heads"),
+        (lambda: kernel.flash_attn(q, k.to(other_device), v), ValueError, "k is on"),
+        (lambda: kernel.flash_attn(q, k, v[:, :3]), ValueError, "v must have k's shape"),
+        (lambda: kernel.flash_attn(q[0], k, v), ValueError, "q must be 4-D"),
+        (lambda: kernel.flash_attn(q, k, v, window=(-2, 0)), ValueError, "window"),
+        (lambda: kernel.flash_attn(q, k, v, window=5), TypeError, "window"),
+        (lambda: kernel.flash_attn(q, k, v, softmax_scale=float("nan")), ValueError,
+         "softmax_scale"),
+        (lambda: kernel.flash_attn_varlen(*flat, cu.long(), cu, 4, 4), TypeError,
+         "cu_seqlens_q must be int32"),
+        (lambda: kernel.flash_attn_varlen(*flat, cu, torch.tensor([0, 2, 4], dtype=torch.int32,
+                                                                  device=device), 4, 4),
+         ValueError, "same length"),
+        (lambda: kernel.flash_attn_varlen(*flat, cu, cu[None], 4, 4), ValueError,
+         "cu_seqlens_k must be 1-D"),
+        (lambda: kernel.ops.flash_attn_fwd_out(torch.empty_like(q), torch.empty(1, 4, 3, device=device),
+                                               q, k, v, None, None, 0, 0, 0.1, False, -1, -1),
+         ValueError, "lse must have shape"),
+    ]
+    if device == "cpu":
+        cases += [
+            (lambda: kernel.flash_attn_varlen(*flat, cu + 1, cu, 4, 4), ValueError,
+             "cu_seqlens_q must start at 0"),
+            (lambda: kernel.flash_attn_varlen(*flat, cu, cu, 3, 4), ValueError,
+             "max_seqlen_q is smaller"),
+        ]
+    else:
+        cases.append((lambda: kernel.flash_attn(q.float(), k.float(), v.float()), TypeError,
+                      "float16 or bfloat16 on a GPU"))
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
+def test_cuda_variant_says_it_has_no_cuda_kernel(variant_modules):
+    kernel = variant_modules.get("cuda")
+    if kernel is None:
+        pytest.skip("no cuda variant")
+    q, k, v = _qkv(1, 8, 8, 2, 2, 64, torch.bfloat16, "cuda")
+    with pytest.raises(NotImplementedError, match="no CUDA attention kernel yet"):
+        kernel.flash_attn(q, k, v)
+
+
+# ---------------------------------------------------------------- integrations
+
+
+class _Module(torch.nn.Module):
+    is_causal = True
+
+
+def _sdpa_attention_forward(module, query, key, value, scaling=None, is_causal=None):
+    """transformers' sdpa_attention_forward without a mask: repeat kv heads, SDPA, transpose."""
+    group = query.shape[1] // key.shape[1]
+    key = key.repeat_interleave(group, 1)
+    value = value.repeat_interleave(group, 1)
+    if is_causal is None:
+        is_causal = query.shape[2] > 1 and getattr(module, "is_causal", True)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=0.0,
+                                                           scale=scaling, is_causal=is_causal)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@pytest.fixture
+def cpu_kernel(variant_modules):
+    return variant_modules["cpu"]
+
+
+def test_transformers_attention_function_matches_sdpa(cpu_kernel):
+    query = torch.randn(2, 8, 13, 64, dtype=torch.float64).float()
+    key, value = torch.randn(2, 2, 13, 64), torch.randn(2, 2, 13, 64)
+    module = _Module()
+    got, weights = cpu_kernel.flash_attention_forward(module, query, key, value, None, scaling=0.2)
+    expected, _ = _sdpa_attention_forward(module, query, key, value, scaling=0.2)
+    assert weights is None and got.shape == (2, 13, 8, 64)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got, _ = cpu_kernel.flash_attention_forward(module, query, key, value, None, is_causal=False)
+    expected, _ = _sdpa_attention_forward(module, query, key, value, is_causal=False)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+    # sliding_window w: |i - j| < w, with the causal mask.
+    got, _ = cpu_kernel.flash_attention_forward(module, query, key, value, None, sliding_window=4)
+    expected = cpu_kernel.attention_reference(query.transpose(1, 2), key.transpose(1, 2),
+                                              value.transpose(1, 2), causal=True, window=(3, 3))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+    # A packed batch of two sequences (transformers' padding-free kwargs).
+    cu = torch.tensor([0, 5, 13], dtype=torch.int32)
+    got, _ = cpu_kernel.flash_attention_forward(module, query[:1], key[:1], value[:1], None,
+                                                cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=8,
+                                                max_length_k=8)
+    parts = [_sdpa_attention_forward(module, t_q, t_k, t_v)[0]
+             for t_q, t_k, t_v in zip(*(t[:1].split([5, 8], dim=2) for t in (query, key, value)))]
+    torch.testing.assert_close(got, torch.cat(parts, 1), rtol=1e-5, atol=1e-5)
+
+    with pytest.raises(ValueError, match="attention_mask is not supported"):
+        cpu_kernel.flash_attention_forward(module, query, key, value, torch.zeros(2, 1, 13, 13))
+    with pytest.raises(ValueError, match="dropout"):
+        cpu_kernel.flash_attention_forward(module, query, key, value, None, dropout=0.1)
+
+
+class _DiffusersStyleAttention(torch.nn.Module):
+    """The attributes of diffusers' Attention that AttnProcessor2_0 reads."""
+
+    def __init__(self, dim=128, heads=2, cross_dim=None):
+        super().__init__()
+        self.heads = heads
+        self.to_q = torch.nn.Linear(dim, dim)
+        self.to_k = torch.nn.Linear(cross_dim or dim, dim)
+        self.to_v = torch.nn.Linear(cross_dim or dim, dim)
+        self.to_out = torch.nn.ModuleList([torch.nn.Linear(dim, dim), torch.nn.Dropout(0.0)])
+        self.spatial_norm = None
+        self.group_norm = None
+        self.norm_cross = None
+        self.norm_q = torch.nn.LayerNorm(dim // heads)
+        self.norm_k = torch.nn.LayerNorm(dim // heads)
+        self.residual_connection = True
+        self.rescale_output_factor = 2.0
+
+
+def _attn_processor_2_0(attn, hidden_states, encoder_hidden_states=None):
+    """diffusers' AttnProcessor2_0 on 3-D inputs without mask, spatial or group norm."""
+    residual = hidden_states
+    batch = hidden_states.shape[0]
+    query = attn.to_q(hidden_states)
+    encoder_hidden_states = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+                         for t in (query, key, value))
+    query, key = attn.norm_q(query), attn.norm_k(key)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=0.0,
+                                                           is_causal=False)
+    out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+    out = attn.to_out[1](attn.to_out[0](out))
+    return (out + residual) / attn.rescale_output_factor
+
+
+def test_diffusers_processor_matches_attn_processor_2_0(cpu_kernel):
+    attn = _DiffusersStyleAttention(cross_dim=32)
+    hidden = torch.randn(2, 11, 128)
+    context = torch.randn(2, 7, 32)
+    processor = cpu_kernel.FlashAttnProcessor()
+    with torch.no_grad():
+        self_attn = _DiffusersStyleAttention()
+        torch.testing.assert_close(processor(self_attn, hidden), _attn_processor_2_0(self_attn, hidden),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(processor(attn, hidden, context),
+                                   _attn_processor_2_0(attn, hidden, context), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="attention_mask"):
+        processor(attn, hidden, context, attention_mask=torch.ones(2, 7))
+
+
+# ---------------------------------------------------------------- benchmark accounting
+
+
+def test_benchmark_flop_count():
+    assert bench_flash_attn.attention_flops((4, 32, 4096, 128), causal=False, direction="fwd") \
+        == 4 * 4 * 32 * 4096 * 4096 * 128
+    assert bench_flash_attn.attention_flops((4, 32, 4096, 128), causal=True, direction="fwd") \
+        == 2 * 4 * 32 * 4096 * 4096 * 128
+    assert bench_flash_attn.attention_flops((1, 24, 8192, 128), causal=True, direction="bwd") \
+        == 5 * 24 * 8192 * 8192 * 128
