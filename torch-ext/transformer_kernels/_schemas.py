@@ -106,6 +106,7 @@ SCHEMAS: dict[str, str] = {
         "(Tensor dy, Tensor? dz, Tensor z, Tensor? branch, Tensor? gate, Tensor scale,"
         " bool shift_per_token, Tensor? weight, Tensor mean, Tensor rstd, str norm,"
         " bool want_dweight) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)"
+    ),
     # FlashAttention backends. Batched when cu_seqlens are None: q/out [B, Sq, Hq, D],
     # k/v [B, Sk, Hk, D], lse fp32 [B, Hq, Sq] (max_seqlen ignored); varlen: q/out [total_q, Hq, D],
     # k/v [total_k, Hk, D], cu_seqlens int32 [B + 1], lse [Hq, total_q]. window -1: unbounded.
