@@ -438,3 +438,20 @@ def test_main_writes_json_plot_and_table(cpu_run, monkeypatch, tmp_path, capsys)
     assert (tmp_path / "nvidia-h100-80gb-hbm3-rmsnorm.png").exists()
     out = capsys.readouterr().out
     assert "rms_norm_add  8x64" in out and out.rstrip().endswith("1.00x")
+
+
+def test_summary_table_rows_and_ratios():
+    from benchmarks import summary
+
+    def rec(peer, time_ms, direction="fwd", status="ok"):
+        return {"kernel": "k", "op": "op", "shape": "8x8", "dtype": "bf16",
+                "direction": direction, "peer": peer, "status": status, "time_ms": time_ms,
+                "gbps": 100.0 / time_ms, "pct_of_copy": 10.0 / time_ms}
+
+    records = [rec("ours", 1.0), rec("compile", 2.0), rec("liger", 4.0), rec("eager", 0.5,
+               status="failed"), rec("ours", 1.0, "bwd"), rec("compile", 3.0, "bwd")]
+    lines = summary.kernel_table(records, "k", "bf16").splitlines()
+    assert len(lines) == 4
+    fwd, bwd = lines[2].split(" | "), lines[3].split(" | ")
+    assert fwd[2:] == ["fwd", "100 (10%)", "50 (5%)", "25 (2%) liger", "2.00x", "4.00x |"]
+    assert bwd[2:] == ["bwd", "100 (10%)", "33 (3%)", "-", "3.00x", "- |"]
