@@ -9,8 +9,7 @@ copy). Rates are TFLOP/s with FLOPs = 4*B*H*S*S*D forward, halved when causal, a
 for the backward, as % of the bf16 matmul rate measured in the same run.
 
 Ours is the Triton variant (build/torch-cuda): the CUDA variant has no CUDA attention kernel
-yet. `ours` uses the default backward (dq accumulated with fp32 atomics); `ours-deterministic`
-the bitwise-reproducible one (a separate dq kernel).
+yet. Its backward is bitwise reproducible (dq from its own kernel, no atomics).
 """
 
 from __future__ import annotations
@@ -101,37 +100,13 @@ def ours_peers(kernel: Any, causal: bool) -> list[Peer]:
     if triton_kernel is None and getattr(kernel, "BACKEND", None) == "triton":
         triton_kernel, variant = kernel, None
     if triton_kernel is None:
-        return [Peer(OURS, skip=variant), Peer(f"{OURS}-deterministic", skip=variant)]
-    ops = triton_kernel.ops
-
+        return [Peer(OURS, skip=variant)]
     def ours(q, k, v):
         out = triton_kernel.flash_attn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                        causal=causal)
         return out.transpose(1, 2)
 
-    class Deterministic(torch.autograd.Function):
-        """The same forward; the backward op with deterministic=True."""
-
-        @staticmethod
-        def forward(ctx, q, k, v):
-            scale = q.shape[-1] ** -0.5
-            out, lse = ops.flash_attn(q, k, v, scale, causal, -1, -1)
-            ctx.save_for_backward(q, k, v, out, lse)
-            ctx.scale = scale
-            return out
-
-        @staticmethod
-        def backward(ctx, dout):
-            q, k, v, out, lse = ctx.saved_tensors
-            return ops.flash_attn_backward(dout, q, k, v, out, lse, None, None, 0, 0, ctx.scale,
-                                           causal, -1, -1, True)
-
-    def ours_deterministic(q, k, v):
-        return Deterministic.apply(q.transpose(1, 2), k.transpose(1, 2),
-                                   v.transpose(1, 2)).transpose(1, 2)
-
-    return [Peer(OURS, ours, variant=variant),
-            Peer(f"{OURS}-deterministic", ours_deterministic, variant=variant)]
+    return [Peer(OURS, ours, variant=variant)]
 
 
 def sdpa_peer(name: str, backend_name: str, causal: bool) -> Peer:

@@ -157,7 +157,7 @@ def test_rows_without_keys_give_zero_and_minus_inf(backend):
     assert torch.isneginf(lse[..., :15]).all() and torch.isfinite(lse[..., 15:]).all()
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in (dq, dk, dv))
     # A window of (0, 0) with Sq < Sk: every query sees exactly one key.
-    q, k, v = _qkv(1, 5, 9, 2, 2, 64, torch.float32, device)
+    q, k, v = _qkv(1, 5, 9, 2, 2, 64, dtype, device)
     out = kernel.flash_attn(q, k, v, window=(0, 0))
     torch.testing.assert_close(out, v[:, 4:], rtol=0, atol=0)
 
@@ -261,8 +261,8 @@ def test_deterministic_backward_is_bitwise_reproducible(backend):
     first, second = grads(True), grads(True)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    for a, b in zip(first, grads(False)):  # the atomic path agrees up to summation order
-        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+    for a, b in zip(first, grads(False)):  # every backend here has no non-deterministic path
+        assert torch.equal(a, b)
 
     # Through autograd, under torch.use_deterministic_algorithms(True).
     previous = torch.are_deterministic_algorithms_enabled()

@@ -17,10 +17,11 @@ the window are never visited.
 
 Backward: delta = rowsum(dout * out) first; then one program per (block of BLOCK_N keys, batch,
 key head) accumulates dk and dv in registers over the group's query heads and the query blocks
-that see its keys (no atomics: dk, dv are deterministic). dq is either added into an fp32
-buffer with atomics from that same program (5 matmuls per tile pair, summation order varies:
-not bitwise reproducible) or, when deterministic, computed by a separate kernel with one
-program per query block walking the keys in order (7 matmuls per tile pair in total).
+that see its keys; dq comes from a separate kernel with one program per query block walking
+the keys in order (7 matmuls per tile pair in all, against 5 with dq added by fp32 atomics from
+the dk/dv program). No atomics anywhere, so every gradient is bitwise reproducible; and on an
+H200 (bf16, commit da62187) the atomic form was the slower one on all six benchmark cases,
+180-212 against 222-267 TFLOP/s.
 
 fp32 inputs are supported for CPU tensors under the interpreter (exact fp32 dots, no TF32);
 on GPUs the public ops take fp16 and bf16 only.
@@ -43,7 +44,7 @@ _INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
 #   dk/dv:        (BLOCK_M queries per step, BLOCK_N keys per program, num_warps, num_stages)
 # Chosen from ptxas's report for Triton 3.8's sm_90 code (no GPU was at hand to time them):
 # every one uses wgmma and cp.async pipelining and none spills registers, except dk/dv at 256
-# (about 100 bytes with atomic dq), with the largest tiles that allow it, since each key/value
+# (about 24 bytes), with the largest tiles that allow it, since each key/value
 # (forward) or query/dout (backward) tile loaded is reused BLOCK_M (BLOCK_N) times. Registers
 # (forward 64/128/256: 231/184/254; dq: 158/190/229; dk/dv: 206/238/255) are the limit:
 # dk/dv keep k, v and two fp32 [BLOCK_N, D] accumulators for the whole program, hence the
@@ -343,11 +344,11 @@ def _attn_bwd_delta_kernel(
 
 
 @triton.jit
-def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base, stride_qm,
-                stride_dom, stride_dqm, cols, offs_m, offs_d, first_a, count_a, first_b, count,
+def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, stride_qm,
+                stride_dom, cols, offs_m, offs_d, first_a, count_a, first_b, count,
                 q_len, k_len, window_left, window_right, scale_log2,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-                MASKED: tl.constexpr, ATOMIC_DQ: tl.constexpr):
+                MASKED: tl.constexpr):
     diag = k_len - q_len
     d_ok = offs_d[None, :] < HEAD_DIM
     for i in range(0, count):
@@ -375,23 +376,19 @@ def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base, stri
         dp_t = _dot(v, tl.trans(do))
         ds_t = p_t * (dp_t - delta[None, :])
         dk = _dot_acc(ds_t.to(q.dtype), q, dk)
-        if ATOMIC_DQ:
-            dq = _dot(tl.trans(ds_t.to(k.dtype)), k)
-            tl.atomic_add(dq_base + rows[:, None] * stride_dqm + offs_d[None, :], dq,
-                          mask=row_ok[:, None] & d_ok, sem="relaxed")
     return dk, dv
 
 
 @triton.jit(do_not_specialize=_DKDV_NO_SPECIALIZE)
 def _attn_bwd_dkdv_kernel(
-    Q, K, V, DOUT, LSE, DELTA, DK, DV, DQ_ACCUM, CU_Q, CU_K,
+    Q, K, V, DOUT, LSE, DELTA, DK, DV, CU_Q, CU_K,
     stride_qb, stride_qm, stride_qh, stride_kb, stride_kn, stride_kh,
     stride_vb, stride_vn, stride_vh, stride_dob, stride_dom, stride_doh,
-    stride_dkb, stride_dkn, stride_dkh, stride_dqb, stride_dqm, stride_dqh, stride_lb, stride_lh,
+    stride_dkb, stride_dkn, stride_dkh, stride_lb, stride_lh,
     heads_k, group, seqlen_q, seqlen_k, num_n_blocks, scale_log2, softmax_scale,
     window_left, window_right,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr, IS_VARLEN: tl.constexpr, ATOMIC_DQ: tl.constexpr,
+    BLOCK_N: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_block = pid % num_n_blocks
@@ -422,17 +419,16 @@ def _attn_bwd_dkdv_kernel(
         h = kv_h * group + g
         q_base = Q + _base(b, q_start, h, stride_qb, stride_qm, stride_qh)
         do_base = DOUT + _base(b, q_start, h, stride_dob, stride_dom, stride_doh)
-        dq_base = DQ_ACCUM + _base(b, q_start, h, stride_dqb, stride_dqm, stride_dqh)
         lse_ptr = LSE + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
         delta_ptr = DELTA + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
-        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base,
-                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, u0, n_full,
+        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr,
+                             stride_qm, stride_dom, cols, offs_m, offs_d, u0, n_full,
                              u0, n_full, q_len, k_len, window_left, window_right, scale_log2,
-                             HEAD_DIM, BLOCK_D, BLOCK_M, False, ATOMIC_DQ)
-        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr, dq_base,
-                             stride_qm, stride_dom, stride_dqm, cols, offs_m, offs_d, start,
+                             HEAD_DIM, BLOCK_D, BLOCK_M, False)
+        dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_ptr, delta_ptr,
+                             stride_qm, stride_dom, cols, offs_m, offs_d, start,
                              n_before, u1, n_masked, q_len, k_len, window_left, window_right,
-                             scale_log2, HEAD_DIM, BLOCK_D, BLOCK_M, True, ATOMIC_DQ)
+                             scale_log2, HEAD_DIM, BLOCK_D, BLOCK_M, True)
 
     ok = col_ok & d_ok
     out_offsets = cols[:, None] * stride_dkn + offs_d[None, :]
@@ -601,8 +597,9 @@ def attention_fwd(out, lse, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, m
 def attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k,
                   max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left, window_right,
                   deterministic) -> None:
-    """Writes dq, dk, dv. deterministic: dq by its own kernel (bitwise reproducible) instead
-    of fp32 atomics."""
+    """Writes dq, dk, dv, always bitwise reproducibly (no atomics), so `deterministic` asks
+    for nothing more here; the op keeps the argument for backends that have a faster
+    non-deterministic path."""
     layout = _Layout(q, k, cu_seqlens_q, max_seqlen_q, max_seqlen_k)
     if layout.batch == 0 or layout.heads_q == 0 or (layout.seqlen_q == 0 and layout.seqlen_k == 0):
         return
@@ -627,22 +624,17 @@ def attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_
             BLOCK_M=DELTA_BLOCK_M, **common, num_warps=4,
         )
 
-    dq_accum = None if deterministic else torch.zeros(dq.shape, dtype=torch.float32, device=device)
     block_m, block_n, num_warps, num_stages = _config(DKDV_CONFIGS, layout.head_dim, device)
     num_n_blocks = triton.cdiv(layout.max_seqlen_k, block_n)
-    dq_target = dq_accum if dq_accum is not None else dq
     _attn_bwd_dkdv_kernel[(num_n_blocks * layout.batch * layout.heads_k,)](
-        q, k, v, dout, lse, delta, dk, dv, dq_target, cu_q, cu_k,
+        q, k, v, dout, lse, delta, dk, dv, cu_q, cu_k,
         *layout.strides(q), *layout.strides(k), *layout.strides(v), *layout.strides(dout),
-        *layout.strides(dk), *layout.strides(dq_target), *layout.lse_strides(),
+        *layout.strides(dk), *layout.lse_strides(),
         layout.heads_k, layout.group, layout.seqlen_q, layout.seqlen_k, num_n_blocks,
         softmax_scale * LOG2E, softmax_scale, left, right,
-        BLOCK_M=block_m, BLOCK_N=block_n, ATOMIC_DQ=not deterministic, **common,
+        BLOCK_M=block_m, BLOCK_N=block_n, **common,
         num_warps=num_warps, num_stages=num_stages,
     )
-    if not deterministic:
-        dq.copy_(dq_accum.mul_(softmax_scale))
-        return
     if layout.empty():
         return
     block_m, block_n, num_warps, num_stages = _config(DQ_CONFIGS, layout.head_dim, device)
@@ -661,7 +653,7 @@ def attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_
 
 
 def _aot_specs() -> list:
-    """The forward (bf16), the dk/dv kernel with atomic dq (fp16) and the delta kernel (bf16),
+    """The forward (bf16), the dk/dv kernel (fp16) and the delta kernel (bf16),
     at head dim 128: the dq kernel uses no construct these lack, and each of these takes
     10-20 s to compile per target on a 2-core machine."""
     strides = lambda *names: {name: "i32" for name in names}  # noqa: E731
@@ -688,12 +680,12 @@ def _aot_specs() -> list:
     def dkdv_signature(data):
         return {
             "Q": data, "K": data, "V": data, "DOUT": data, "LSE": "*fp32", "DELTA": "*fp32",
-            "DK": data, "DV": data, "DQ_ACCUM": "*fp32", "CU_Q": "*i32", "CU_K": "*i32",
+            "DK": data, "DV": data, "CU_Q": "*i32", "CU_K": "*i32",
             **strides("stride_qb", "stride_qm", "stride_qh", "stride_kb", "stride_kn",
                       "stride_kh", "stride_vb", "stride_vn", "stride_vh", "stride_dob",
                       "stride_dom", "stride_doh", "stride_dkb", "stride_dkn", "stride_dkh",
-                      "stride_dqb", "stride_dqm", "stride_dqh", "stride_lb", "stride_lh",
-                      "heads_k", "group", "seqlen_q", "seqlen_k", "num_n_blocks"),
+                      "stride_lb", "stride_lh", "heads_k", "group", "seqlen_q", "seqlen_k",
+                      "num_n_blocks"),
             "scale_log2": "fp32", "softmax_scale": "fp32", "window_left": "i32",
             "window_right": "i32",
         }
@@ -706,7 +698,7 @@ def _aot_specs() -> list:
         ("bf16", _attn_fwd_kernel, fwd_signature("*bf16"),
          {**dims, "BLOCK_M": fwd_m, "BLOCK_N": fwd_n, "IS_VARLEN": False}, fwd_warps),
         ("fp16", _attn_bwd_dkdv_kernel, dkdv_signature("*fp16"),
-         {**dims, "BLOCK_M": kv_m, "BLOCK_N": kv_n, "IS_VARLEN": True, "ATOMIC_DQ": True},
+         {**dims, "BLOCK_M": kv_m, "BLOCK_N": kv_n, "IS_VARLEN": True},
          kv_warps),
         ("bf16", _attn_bwd_delta_kernel, delta_signature("*bf16"),
          {**dims, "BLOCK_M": DELTA_BLOCK_M, "IS_VARLEN": False}, 4),
