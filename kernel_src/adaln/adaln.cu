@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
@@ -78,96 +77,19 @@ Status visit_dtype(DType dtype, Fn&& fn) {
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// A device attribute of the current device, cached per device (they never change).
-template <cudaDeviceAttr kAttribute>
-Status cached_device_attribute(int* value) {
-  constexpr int kCachedDevices = 64;
-  static std::atomic<int> cache[kCachedDevices] = {};
-  int device = 0;
-  if (Status s = status_from(cudaGetDevice(&device)); !s.ok()) return s;
-  if (device < kCachedDevices) {
-    *value = cache[device].load(std::memory_order_relaxed);
-    if (*value > 0) return Status::Ok();
-  }
-  if (Status s = status_from(cudaDeviceGetAttribute(value, kAttribute, device)); !s.ok()) {
-    return s;
-  }
-  // A zero (e.g. no reserved shared memory) is simply asked again next time.
-  if (device < kCachedDevices) cache[device].store(*value, std::memory_order_relaxed);
-  return Status::Ok();
-}
-
-// Upper bound on the forward's staged rows per block. 96 KB: hidden 32768 bf16 (64 KB a row)
-// stages one row, fp32 hidden 16384 one, bf16 16384 one, and so on.
-inline constexpr int64_t kMaxStageBytes = 96 * 1024;
-
-// Bytes of dynamic shared memory that a block may stage without lowering the occupancy below
-// min_blocks_per_sm on the current device.
-Status fwd_stage_budget(int min_blocks_per_sm, int64_t* budget) {
-  int per_sm = 0, per_block_optin = 0, reserved = 0;
-  if (Status st = cached_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(&per_sm);
-      !st.ok()) {
-    return st;
-  }
-  if (Status st = cached_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(
-          &per_block_optin);
-      !st.ok()) {
-    return st;
-  }
-  if (Status st = cached_device_attribute<cudaDevAttrReservedSharedMemoryPerBlock>(&reserved);
-      !st.ok()) {
-    return st;
-  }
-  const int64_t static_bytes = 2 * static_cast<int64_t>(sizeof(BlockSumScratch));
-  *budget = std::min({kMaxStageBytes,
-                      static_cast<int64_t>(per_sm) / min_blocks_per_sm - reserved - static_bytes,
-                      static_cast<int64_t>(per_block_optin) - static_bytes});
-  return Status::Ok();
-}
-
 template <typename T, size_t kShape>
-Status launch_fwd_resident(FwdParams<T> p, cudaStream_t stream) {
+void launch_fwd_resident(const FwdParams<T>& p, cudaStream_t stream) {
   constexpr ResidentShape s = kFwdShapes[kShape];
-  const auto kernel = adaln_fwd_resident<T, s.threads_per_row, s.vecs_per_thread,
-                                         s.rows_per_block, s.min_blocks_per_sm>;
-  int64_t blocks = ceil_div(p.rows, s.rows_per_block);
-  size_t stage_bytes = 0;
-  p.stage_mask = 0;
-  if constexpr (s.rows_per_block == 1) {
-    int64_t budget = 0;
-    if (Status st = fwd_stage_budget(s.min_blocks_per_sm, &budget); !st.ok()) return st;
-    const int64_t row_bytes = static_cast<int64_t>(p.hidden) * static_cast<int64_t>(sizeof(T));
-    p.stage_mask = fwd_stage_mask(p.weight != nullptr, p.scale_per_token, p.shift_per_token,
-                                  p.branch != nullptr && !p.gate_per_token, row_bytes, budget);
-    if (p.stage_mask != 0) {
-      int multiprocessors = 0;
-      if (Status st = current_multiprocessor_count(&multiprocessors); !st.ok()) return st;
-      blocks = std::min<int64_t>(blocks,
-                                 static_cast<int64_t>(multiprocessors) * s.min_blocks_per_sm);
-      stage_bytes = static_cast<size_t>(popcount_bits(p.stage_mask) * row_bytes);
-      // Above 48 KB of dynamic shared memory a kernel must opt in.
-      if (stage_bytes > 48 * 1024) {
-        if (Status st = status_from(cudaFuncSetAttribute(
-                kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                static_cast<int>(stage_bytes)));
-            !st.ok()) {
-          return st;
-        }
-      }
-    }
-  }
-  kernel<<<grid_size(blocks), s.threads_per_block(), stage_bytes, stream>>>(p);
-  return Status::Ok();
+  adaln_fwd_resident<T, s.threads_per_row, s.vecs_per_thread, s.rows_per_block,
+                     s.min_blocks_per_sm>
+      <<<grid_size(ceil_div(p.rows, s.rows_per_block)), s.threads_per_block(), 0, stream>>>(p);
 }
 
 template <typename T, size_t... kShapes>
-Status launch_fwd_resident_shape(int shape, const FwdParams<T>& p, cudaStream_t stream,
-                                 std::index_sequence<kShapes...>) {
-  Status status = Status::Ok();
-  ((shape == static_cast<int>(kShapes) ? void(status = launch_fwd_resident<T, kShapes>(p, stream))
-                                       : void()),
+void launch_fwd_resident_shape(int shape, const FwdParams<T>& p, cudaStream_t stream,
+                               std::index_sequence<kShapes...>) {
+  ((shape == static_cast<int>(kShapes) ? launch_fwd_resident<T, kShapes>(p, stream) : void()),
    ...);
-  return status;
 }
 
 // Instantiated for every power-of-two vector width from 16 bytes down to one element.
@@ -209,13 +131,9 @@ Status fwd_typed(const FwdArgs& a, cudaStream_t stream) {
                           a.hidden * elem_bytes, elem_bytes);
   const int shape =
       vec_bytes == 16 ? find_resident_shape(kFwdShapes, a.hidden / kElemsPer16Bytes<T>) : -1;
-  p.stage_mask = 0;
   if (shape >= 0) {
-    if (Status s = launch_fwd_resident_shape<T>(shape, p, stream,
-                                                std::make_index_sequence<std::size(kFwdShapes)>{});
-        !s.ok()) {
-      return s;
-    }
+    launch_fwd_resident_shape<T>(shape, p, stream,
+                                 std::make_index_sequence<std::size(kFwdShapes)>{});
   } else {
     launch_fwd_looped<T>(vec_bytes / elem_bytes, p, stream);
   }

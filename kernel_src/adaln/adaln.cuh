@@ -41,9 +41,6 @@ struct FwdParams {
   bool scale_per_token;
   bool shift_per_token;
   bool gate_per_token;
-  // kStage* bits: the rows that adaln_fwd_resident copies into shared memory (0 for shapes with
-  // several rows per block). Non-zero only with a persistent grid (see fwd_stage_mask).
-  int stage_mask;
 };
 
 template <typename T>
@@ -324,54 +321,6 @@ __device__ __forceinline__ void add_to_partial(float* dst, int64_t offset,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// Rows of this block, kRowsPerBlock == 1: the block's share of a contiguous split of the rows
-// into gridDim.x runs (one row per block when the grid has a block per row).
-__device__ __forceinline__ void block_run(int64_t rows, int64_t& first, int64_t& end) {
-  const int64_t per_block = rows / gridDim.x;
-  const int64_t extra = rows % gridDim.x;
-  const int64_t b = blockIdx.x;
-  first = b * per_block + (b < extra ? b : extra);
-  end = first + per_block + (b < extra ? 1 : 0);
-}
-
-// The staged copy of slot kSlot (see launch_config.h) in dynamic shared memory: slots present
-// in `mask` are packed in slot order, num_vecs vectors each. Recomputed where used (a few
-// integer instructions) rather than kept in registers across the row loop.
-template <int kSlot, typename V>
-__device__ __forceinline__ V* stage_slot(int mask, int num_vecs) {
-  extern __shared__ uint4 stage_slots[];
-  return reinterpret_cast<V*>(stage_slots) + __popc(mask & ((1 << kSlot) - 1)) * num_vecs;
-}
-
-// A vector of a modulation row: from this thread's staged copy when slot kSlot is staged, else
-// from global memory. By value with separate returns, so that each is a plain shared (LDS) or
-// global (LDG) load rather than one generic load through a selected pointer.
-template <int kSlot, typename V>
-__device__ __forceinline__ V staged_or_global(int mask, const V* global, int v, int num_vecs) {
-  if (mask & (1 << kSlot)) return stage_slot<kSlot, V>(mask, num_vecs)[v];
-  return global[v];
-}
-
-// Copies this thread's vectors of a modulation row into its staged copy, when slot kSlot is
-// staged.
-template <int kSlot, int kThreadsPerRow, int kVecsPerThread, typename V>
-__device__ __forceinline__ void stage_row(int mask, const V* global, int lane, int num_vecs) {
-  if (!(mask & (1 << kSlot))) return;
-  V* staged = stage_slot<kSlot, V>(mask, num_vecs);
-#pragma unroll
-  for (int k = 0; k < kVecsPerThread; ++k) {
-    const int v = lane + k * kThreadsPerRow;
-    if (v < num_vecs) staged[v] = global[v];
-  }
-}
-
-// kRowsPerBlock == 1 with a non-zero stage_mask: the grid is persistent (a few blocks per SM,
-// each walking a contiguous run of rows, so a block's rows belong to one sample or a few) and
-// the staged rows (per-sample scale, shift, gate; weight) are copied into dynamic shared memory
-// once per block (weight) or once per sample change, instead of every row re-reading the same
-// few KB from L2 (a hot spot on a few L2 slices) right after its reductions. Every thread
-// stages and reads only its own vectors (the same columns in every row), so no barrier guards
-// the copies. Slots, in kStage* bit order, are num_vecs vectors each.
 template <typename T, int kThreadsPerRow, int kVecsPerThread, int kRowsPerBlock,
           int kMinBlocksPerSm>
 __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm)
@@ -381,50 +330,22 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
   __shared__ BlockSumScratch scratch[2];
   const int lane = threadIdx.x % kThreadsPerRow;
   const int num_vecs = p.hidden / kVec;
-  // Shapes with several rows per block never stage (the host passes 0): fold the code away.
-  const int mask = kRowsPerBlock == 1 ? p.stage_mask : 0;
-  stage_row<kStageWeightSlot, kThreadsPerRow, kVecsPerThread>(
-      mask, reinterpret_cast<const V*>(p.weight), lane, num_vecs);
 
-  int64_t first, end, step;
-  if constexpr (kRowsPerBlock == 1) {
-    block_run(p.rows, first, end);
-    step = 1;
-  } else {
-    first = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kThreadsPerRow;
-    end = p.rows;
-    step = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
-  }
   int parity = 0;
-  int64_t staged_sample = -1;
-  for (int64_t row = first; row < end; row += step) {
+  const int row_in_block = threadIdx.x / kThreadsPerRow;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + row_in_block; row < p.rows;
+       row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const int64_t sample = row / p.seq;
     const int64_t row_offset = row * num_vecs;
     V z[kVecsPerThread];
     load_row<kThreadsPerRow>(z, reinterpret_cast<const V*>(p.x) + row_offset, lane, num_vecs);
-    if (mask != 0 && sample != staged_sample) {
-      // Only per-sample rows have these slots; issued behind the row's own loads.
-      const int64_t sample_offset = sample * num_vecs;
-      stage_row<kStageScaleSlot, kThreadsPerRow, kVecsPerThread>(
-          mask, reinterpret_cast<const V*>(p.scale) + sample_offset, lane, num_vecs);
-      stage_row<kStageShiftSlot, kThreadsPerRow, kVecsPerThread>(
-          mask, reinterpret_cast<const V*>(p.shift) + sample_offset, lane, num_vecs);
-      stage_row<kStageGateSlot, kThreadsPerRow, kVecsPerThread>(
-          mask, reinterpret_cast<const V*>(p.gate) + sample_offset, lane, num_vecs);
-      staged_sample = sample;
-    }
     if (p.branch != nullptr) {
       V branch[kVecsPerThread], gate[kVecsPerThread];
       load_row<kThreadsPerRow>(branch, reinterpret_cast<const V*>(p.branch) + row_offset, lane,
                                num_vecs);
-      const V* gate_row = reinterpret_cast<const V*>(p.gate) +
-                          modulation_row(p.gate_per_token, row, sample) * num_vecs;
-#pragma unroll
-      for (int k = 0; k < kVecsPerThread; ++k) {
-        const int v = lane + k * kThreadsPerRow;
-        gate[k] = v < num_vecs ? staged_or_global<kStageGateSlot>(mask, gate_row, v, num_vecs)
-                               : zeros<T, kVec>();
-      }
+      const int64_t gate_offset = modulation_row(p.gate_per_token, row, sample) * num_vecs;
+      load_row<kThreadsPerRow>(gate, reinterpret_cast<const V*>(p.gate) + gate_offset, lane,
+                               num_vecs);
       V* z_out = reinterpret_cast<V*>(p.z_out) + row_offset;
 #pragma unroll
       for (int k = 0; k < kVecsPerThread; ++k) {
@@ -468,11 +389,8 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     for (int k = 0; k < kVecsPerThread; ++k) {
       const int v = lane + k * kThreadsPerRow;
       if (v < num_vecs) {
-        const V w = weight != nullptr
-                        ? staged_or_global<kStageWeightSlot>(mask, weight, v, num_vecs)
-                        : filled<T, kVec>(1.0f);
-        y[v] = modulate(z[k], w, staged_or_global<kStageScaleSlot>(mask, scale, v, num_vecs),
-                        staged_or_global<kStageShiftSlot>(mask, shift, v, num_vecs), mean, rstd);
+        const V w = weight != nullptr ? weight[v] : filled<T, kVec>(1.0f);
+        y[v] = modulate(z[k], w, scale[v], shift[v], mean, rstd);
       }
     }
   }

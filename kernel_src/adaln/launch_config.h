@@ -43,47 +43,6 @@ inline constexpr ResidentShape kFwdShapes[] = {
     {1024, 4, 1, 1},   // <= 32768
 };
 
-// Rows that the forward resident kernel may stage in shared memory (bit 1 << slot of
-// FwdParams::stage_mask; slots are laid out in this order). Only for kRowsPerBlock == 1 shapes.
-inline constexpr int kStageWeightSlot = 0;
-inline constexpr int kStageScaleSlot = 1;
-inline constexpr int kStageShiftSlot = 2;
-inline constexpr int kStageGateSlot = 3;   // gated with a per-sample gate
-inline constexpr int kStageSlots = 4;
-
-// Staging is worth its shared memory only when some modulation row is per sample (each one then
-// serves seq rows); with everything per token only weight would be shared, and the one-block-
-// per-row launch already runs at 86-96% of copy bandwidth on an H200. Candidates, most useful
-// first: scale and shift (read right after the reductions, latency exposed), weight (the same),
-// gate (read with x, its latency hidden behind x's). Each takes hidden * elem_bytes; a candidate
-// is taken while the total stays within `budget_bytes` (the host's: at most 96 KB, and little
-// enough that min_blocks_per_sm blocks still fit on a multiprocessor, so the persistent grid has
-// no partial second wave).
-constexpr int fwd_stage_mask(bool has_weight, bool scale_per_token, bool shift_per_token,
-                             bool per_sample_gate, int64_t row_bytes, int64_t budget_bytes) {
-  if (scale_per_token && shift_per_token && !per_sample_gate) return 0;
-  const bool wanted[kStageSlots] = {has_weight, !scale_per_token, !shift_per_token,
-                                    per_sample_gate};
-  constexpr int kOrder[kStageSlots] = {kStageScaleSlot, kStageShiftSlot, kStageWeightSlot,
-                                       kStageGateSlot};
-  int mask = 0;
-  int64_t used = 0;
-  bool per_sample_staged = false;
-  for (int slot : kOrder) {
-    if (!wanted[slot] || used + row_bytes > budget_bytes) continue;
-    mask |= 1 << slot;
-    used += row_bytes;
-    per_sample_staged = per_sample_staged || slot != kStageWeightSlot;
-  }
-  return per_sample_staged ? mask : 0;
-}
-
-constexpr int popcount_bits(int mask) {
-  int count = 0;
-  for (; mask != 0; mask &= mask - 1) ++count;
-  return count;
-}
-
 // Backward: one vector per thread, since each thread also keeps up to three fp32 accumulator
 // vectors (per-sample dscale/dweight, dshift and dgate sums over its columns) in registers across
 // the rows of its block. threads_per_block * min_blocks_per_sm = 768 allows 80 registers per
