@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "_common/cuda_check.cuh"
+#include "_common/launch_util.h"
 #include "_common/status.h"
 #include "adaln/adaln.cuh"
 #include "adaln/adaln.h"
@@ -19,35 +20,6 @@
 
 namespace tk::adaln {
 namespace {
-
-Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// gridDim.x is at most 2^31 - 1. The forward kernels walk rows with a grid stride, so a capped
-// grid still covers all rows; the backward grids are checked against it instead.
-unsigned grid_size(int64_t blocks) {
-  return static_cast<unsigned>(blocks < INT_MAX ? blocks : INT_MAX);
-}
-
-bool all_aligned(std::initializer_list<const void*> pointers, int64_t bytes) {
-  for (const void* pointer : pointers) {
-    if (reinterpret_cast<uintptr_t>(pointer) % bytes != 0) return false;
-  }
-  return true;
-}
-
-// Widest access (16, 8, 4 or 2 bytes, at least one element) that every pointer and the row
-// length in bytes allow. Null pointers count as aligned.
-int common_vector_bytes(std::initializer_list<const void*> pointers, int64_t row_bytes,
-                        int elem_bytes) {
-  for (int bytes = 16; bytes > elem_bytes; bytes /= 2) {
-    if (row_bytes % bytes == 0 && all_aligned(pointers, bytes)) return bytes;
-  }
-  return elem_bytes;
-}
 
 Status check_common(int64_t batch, int64_t seq, int64_t hidden, Norm norm, DType dtype) {
   if (batch < 0 || seq < 0) return invalid("batch and seq must be non-negative");

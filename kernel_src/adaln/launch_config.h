@@ -13,20 +13,9 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "_common/launch_shapes.h"
+
 namespace tk::adaln {
-
-struct ResidentShape {
-  int threads_per_row;    // 32: one warp per row; more: the whole block per row
-  int vecs_per_thread;    // 16-byte vectors each thread keeps in registers
-  int rows_per_block;     // > 1 only with threads_per_row == 32 (forward only)
-  int min_blocks_per_sm;  // given to __launch_bounds__, so the compiler keeps the registers
-                          // within this occupancy; the backward grid aims at this many per SM
-
-  constexpr int threads_per_block() const { return threads_per_row * rows_per_block; }
-  constexpr int64_t capacity_vecs() const {
-    return static_cast<int64_t>(threads_per_row) * vecs_per_thread;
-  }
-};
 
 // Forward: the row (z) stays in registers across its one (rms) or two (layer) reductions;
 // scale, shift and weight are loaded after them. threads_per_block * min_blocks_per_sm <= 1024
@@ -57,28 +46,6 @@ inline constexpr ResidentShape kBwdShapes[] = {
     {384, 1, 1, 2},    // <= 3072
     {768, 1, 1, 1},    // <= 6144
 };
-
-// Index of the first shape that holds num_vecs vectors, or -1 when none does.
-template <int64_t kCount>
-constexpr int find_resident_shape(const ResidentShape (&table)[kCount], int64_t num_vecs) {
-  for (int64_t i = 0; i < kCount; ++i) {
-    if (num_vecs <= table[i].capacity_vecs()) return static_cast<int>(i);
-  }
-  return -1;
-}
-
-// Looped kernels: a block per row, about 16 elements per thread per pass, 32 to 512 threads.
-inline constexpr int kLoopedMaxThreads = 512;
-
-constexpr int looped_threads_per_row(int64_t hidden) {
-  const int64_t warps = (hidden + 16 * 32 - 1) / (16 * 32);
-  return static_cast<int>(std::clamp<int64_t>(warps, 1, kLoopedMaxThreads / 32) * 32);
-}
-
-// Looped backward blocks per SM (up to 1024 threads and 16 blocks per SM, the sm_75 limits).
-constexpr int looped_blocks_per_sm(int threads_per_row) {
-  return std::min(16, 1024 / threads_per_row);
-}
 
 // The backward grid is batch * chunks blocks: block (b, c) walks a contiguous run of the rows
 // of sample b, so its partial sums belong to one sample. Enough chunks to give every SM

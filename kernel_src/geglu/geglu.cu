@@ -12,26 +12,12 @@
 #include "_common/cuda_check.cuh"
 #include "_common/status.h"
 #include "geglu/geglu.cuh"
+#include "_common/launch_util.h"
 #include "geglu/geglu.h"
 #include "geglu/launch_config.h"
 
 namespace tk::geglu {
 namespace {
-
-Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
-
-unsigned grid_size(int64_t blocks) {
-  return static_cast<unsigned>(blocks < INT_MAX ? blocks : INT_MAX);
-}
-
-bool all_aligned(std::initializer_list<const void*> pointers, int64_t bytes) {
-  for (const void* pointer : pointers) {
-    if (reinterpret_cast<uintptr_t>(pointer) % bytes != 0) return false;
-  }
-  return true;
-}
 
 bool is_known_dtype(DType dtype) {
   return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16;

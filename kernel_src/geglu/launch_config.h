@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "_common/launch_util.h"
+
 namespace tk::geglu {
 
 inline constexpr int kThreads = 256;
@@ -31,8 +33,6 @@ inline constexpr int kGatedPerThread = kVectors ? (kBackward ? 2 : 4) : (kBackwa
 // Elementwise: 4 x 16 bytes of x (and of dy) per thread; 8 single elements on the scalar path.
 template <bool kVectors>
 inline constexpr int kElementwisePerThread = kVectors ? 4 : 8;
-
-constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Threads sharing one row piece: the smallest power of two whose vecs_per_thread-wide sweep
 // covers the row, at most a warp.

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "_common/cuda_check.cuh"
+#include "_common/launch_util.h"
 #include "_common/status.h"
 #include "rmsnorm/launch_config.h"
 #include "rmsnorm/rmsnorm.cuh"
@@ -19,35 +20,6 @@
 
 namespace tk::rmsnorm {
 namespace {
-
-Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// gridDim.x is at most 2^31 - 1; every kernel walks rows with a grid stride, so a capped grid
-// still covers all rows.
-unsigned grid_size(int64_t blocks) {
-  return static_cast<unsigned>(blocks < INT_MAX ? blocks : INT_MAX);
-}
-
-bool all_aligned(std::initializer_list<const void*> pointers, int64_t bytes) {
-  for (const void* pointer : pointers) {
-    if (reinterpret_cast<uintptr_t>(pointer) % bytes != 0) return false;
-  }
-  return true;
-}
-
-// Widest access (16, 8, 4 or 2 bytes, at least one element) that every pointer and the row
-// length in bytes allow. Null pointers count as aligned.
-int common_vector_bytes(std::initializer_list<const void*> pointers, int64_t row_bytes,
-                        int elem_bytes) {
-  for (int bytes = 16; bytes > elem_bytes; bytes /= 2) {
-    if (row_bytes % bytes == 0 && all_aligned(pointers, bytes)) return bytes;
-  }
-  return elem_bytes;
-}
 
 Status check_sizes(int64_t rows, int64_t hidden, DType dtype) {
   if (rows < 0 || hidden < 0) return invalid("rows and hidden must be non-negative");
