@@ -315,7 +315,7 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
     cu = torch.tensor([0, 4], dtype=torch.int32, device=device)
     flat = q[0], k[0], v[0]
     cases = [
-        (lambda: kernel.flash_attn(torch.randn(1, 4, 4, 80, device=device), k, v),
+        (lambda: kernel.flash_attn(torch.randn(1, 4, 4, 80, dtype=q.dtype, device=device), k, v),
          ValueError, "head_dim 80"),
         (lambda: kernel.flash_attn(q.to(torch.int32), k, v), TypeError, "q must be float32"),
         (lambda: kernel.flash_attn(q, k.half(), v), TypeError, "k dtype"),
