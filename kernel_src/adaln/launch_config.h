@@ -17,18 +17,21 @@
 
 namespace tk::adaln {
 
-// Forward: the row (z) stays in registers across its one (rms) or two (layer) reductions;
-// scale, shift and weight are loaded after them. threads_per_block * min_blocks_per_sm <= 1024
-// everywhere (the sm_75 thread limit), so the compiler may use up to 64 registers per thread.
+// Forward: the row (z) stays in registers across its one (rms) or two (layer) reductions.
+// Shapes of at most two vectors per thread also hold scale, shift and weight across them
+// (loaded with x, see adaln_fwd_resident); shapes of four load those after the reductions.
+// threads_per_block * min_blocks_per_sm <= 1024 everywhere (the sm_75 thread limit), so the
+// compiler may use up to 64 registers per thread.
 // Capacities in bf16 elements (fp32: half as many).
 inline constexpr ResidentShape kFwdShapes[] = {
     {32, 1, 4, 8},     // hidden <= 256
     {32, 2, 4, 8},     // <= 512
     {32, 4, 4, 8},     // <= 1024
     {128, 2, 1, 8},    // <= 2048
-    {128, 4, 1, 8},    // <= 4096
-    {256, 4, 1, 4},    // <= 8192
-    {512, 4, 1, 2},    // <= 16384
+    {192, 2, 1, 5},    // <= 3072
+    {256, 2, 1, 4},    // <= 4096
+    {512, 2, 1, 2},    // <= 8192
+    {1024, 2, 1, 1},   // <= 16384
     {1024, 4, 1, 1},   // <= 32768
 };
 

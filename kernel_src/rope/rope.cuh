@@ -126,10 +126,12 @@ __device__ __forceinline__ float2 table_angle(const Params<T>& p, int64_t b, int
 }
 
 template <typename T>
-__device__ __forceinline__ float2 grid_angle(const Params<T>& p, int64_t s, int pair) {
+__device__ __forceinline__ float2 grid_angle(const Params<T>& p, int s, int pair) {
   const DeviceGrid& g = p.grid;
-  const int64_t plane = static_cast<int64_t>(g.height) * g.width;
-  const int64_t coords[kMaxBandsDevice] = {s / plane, (s / g.width) % g.height, s % g.width};
+  // 32-bit: s < batch * seq < 2^31 (rope.cu checks); a 64-bit division is a ~70-instruction
+  // software routine, and the fill does three per angle.
+  const int plane = g.height * g.width;
+  const int coords[kMaxBandsDevice] = {s / plane, (s / g.width) % g.height, s % g.width};
   const int band = band_of(pair, p.num_bands, p.band_pair_start);
   const int local = pair - pick(band, p.band_pair_start);
   // theta^(-2i / d_a) = 2^(-(i / (d_a / 2)) * log2(theta)), in double and rounded once to fp32:
@@ -156,8 +158,9 @@ __device__ __forceinline__ void fill_angles(const Params<T>& p, int64_t first_to
     const int pair = i - tok * p.num_pairs;
     const int64_t token = first_token + tok;
     if (token >= p.tokens) break;  // later i belong to later tokens
-    const int64_t b = token / p.seq;
-    const int64_t s = token - b * p.seq;
+    // 32-bit, as in grid_angle: tokens < 2^31.
+    const int b = static_cast<int>(token) / static_cast<int>(p.seq);
+    const int s = static_cast<int>(token) - b * static_cast<int>(p.seq);
     float2 angle = p.from_grid ? grid_angle(p, s, pair) : table_angle(p, b, s, pair);
     angle.y *= p.sin_sign;
     angles[i] = angle;
