@@ -1,5 +1,5 @@
-// Host-side helpers every CUDA launcher uses: argument errors, grid arithmetic and pointer
-// alignment. No CUDA headers.
+// Host-side helpers every CUDA launcher uses: grid arithmetic and pointer alignment. No CUDA
+// headers.
 #pragma once
 
 #include <climits>
@@ -9,10 +9,6 @@
 #include "_common/status.h"
 
 namespace tk {
-
-inline Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
 
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -26,6 +26,11 @@ struct Status {
   static Status Error(StatusCode code, const char* message) { return {code, message}; }
 };
 
+// The launchers' argument errors.
+inline Status invalid(const char* message) {
+  return Status::Error(StatusCode::kInvalidArgument, message);
+}
+
 inline int64_t dtype_size(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
 
 }  // namespace tk

@@ -357,8 +357,6 @@ void bwd_typed(const BwdArgs& a) {
 
 // ---------------------------------------------------------------- argument checks
 
-Status invalid(const char* message) { return Status::Error(StatusCode::kInvalidArgument, message); }
-
 Status check_common(int64_t batch, int64_t seq, int64_t hidden, Norm norm, DType dtype) {
   if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
     return Status::Error(StatusCode::kUnsupportedDType, "adaln: unknown dtype");

@@ -21,10 +21,6 @@ constexpr int64_t kMinElementsForThreads = 1 << 15;
 // Elementwise work is cut into chunks of this many elements, one chunk per loop iteration.
 constexpr int64_t kChunk = 1 << 14;
 
-Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
-
 bool is_known_dtype(DType dtype) {
   return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16;
 }

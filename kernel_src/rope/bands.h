@@ -39,10 +39,6 @@ inline Bands grid_bands(const int64_t (&split)[3]) {
   return bands;
 }
 
-inline Status invalid(const char* message) {
-  return Status::Error(StatusCode::kInvalidArgument, message);
-}
-
 inline bool rows_present(const Rows& rows) { return rows.heads > 0; }
 
 inline Status check_rows(const Rows& rows, bool has_work, const char* missing_message) {
