@@ -1,19 +1,19 @@
 """FlashAttention on every backend this machine can run, against the fp32/fp64 reference.
 
-Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), Triton
-(interpreter on CPU tensors without a GPU; real kernels on a GPU). The CUDA variant has no CUDA
-attention kernel yet: on a GPU its CUDA tensors must get a clear NotImplementedError.
-Without a GPU the shapes are tiny (the interpreter is slow); the full matrix (sequence lengths
-up to 4097, every head dim) runs on a GPU.
+Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), the CUDA
+variant's sm_80 kernels (on a GPU), Triton (interpreter on CPU tensors without a GPU; real
+kernels on a GPU). Without a GPU the shapes are tiny (the interpreter is slow); the full matrix
+(sequence lengths up to 4097, every head dim) runs on a GPU.
 """
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from support import HAS_GPU, INTERPRETER
+from support import HAS_GPU, INTERPRETER, ROOT
 from tolerance import assert_matches_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,6 +60,11 @@ BACKENDS = [
         ("triton", "cpu"),
         id="triton-interpreter",
         marks=pytest.mark.skipif(not INTERPRETER, reason="Triton interpreter off (GPU present)"),
+    ),
+    pytest.param(
+        ("cuda", "cuda"),
+        id="cuda-kernels",
+        marks=pytest.mark.skipif(not HAS_GPU, reason="needs a GPU"),
     ),
     pytest.param(
         ("triton", "cuda"),
@@ -236,7 +241,10 @@ def test_strided_inputs(backend):
                              window=(-1, -1))
     bhsd = [torch.randn(2, 2, 19, 64, dtype=dtype, device=device).transpose(1, 2) for _ in range(3)]
     wide = torch.randn(2, 19, 2, 128, dtype=dtype, device=device)[..., ::2]
-    for leaves in (bhsd, [wide, wide.clone(), wide.clone()]):
+    # One element past a 16-byte boundary: the CUDA kernels' cp.async rows need a copy.
+    shifted = [torch.randn(2 * 19 * 2 * 64 + 1, dtype=dtype, device=device)[1:].view(2, 19, 2, 64)
+               for _ in range(3)]
+    for leaves in (bhsd, [wide, wide.clone(), wide.clone()], shifted):
         out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
         _check_against_reference(kernel, leaves, out, lse, grads, dout, "strided", causal=False,
                                  window=(-1, -1))
@@ -278,9 +286,12 @@ def test_deterministic_backward_is_bitwise_reproducible(backend):
         assert torch.equal(a, b) and torch.equal(a, expected)
 
 
-def test_compiled_forward_and_backward_equal_eager(variant_modules):
-    """torch.compile(fullgraph=True) of a block using flash_attn: called forward and backward."""
-    name = "triton" if HAS_GPU else "cpu"
+@pytest.mark.parametrize("name", ["cpu", "cuda", "triton"])
+def test_compiled_forward_and_backward_equal_eager(variant_modules, name):
+    """torch.compile(fullgraph=True) of a block using flash_attn: called forward and backward
+    (the CPU variant on CPU tensors without a GPU; the CUDA and Triton variants on a GPU)."""
+    if (name == "cpu") == HAS_GPU:
+        pytest.skip("cpu without a GPU; cuda and triton on a GPU")
     if name not in variant_modules:
         pytest.skip(f"no {name} variant")
     kernel = variant_modules[name]
@@ -354,14 +365,39 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
             call()
 
 
-@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
-def test_cuda_variant_says_it_has_no_cuda_kernel(variant_modules):
-    kernel = variant_modules.get("cuda")
-    if kernel is None:
-        pytest.skip("no cuda variant")
-    q, k, v = _qkv(1, 8, 8, 2, 2, 64, torch.bfloat16, "cuda")
-    with pytest.raises(NotImplementedError, match="no CUDA attention kernel yet"):
-        kernel.flash_attn(q, k, v)
+# ---------------------------------------------------------------- generated CUDA instantiations
+
+GENERATOR = ROOT / "kernel_src" / "flash_attn" / "generate_instantiations.py"
+
+
+def _generator(*args):
+    return subprocess.run([sys.executable, str(GENERATOR), *args], capture_output=True, text=True)
+
+
+def test_generated_instantiations_and_build_toml_are_up_to_date():
+    result = _generator("--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_check_notices_drift(tmp_path):
+    """--check fails on an edited instantiation, a stale file and a stale build.toml table;
+    writing brings the copy back in line."""
+    (tmp_path / "build.toml").write_text((ROOT / "build.toml").read_text())
+    assert _generator("--root", str(tmp_path)).returncode == 0
+    assert _generator("--root", str(tmp_path), "--check").returncode == 0
+    generated = tmp_path / "kernel_src" / "flash_attn" / "instantiations"
+    first = sorted(generated.glob("*.cu"))[0]
+    first.write_text(first.read_text() + "// edited\n")
+    (generated / "flash_attn_fwd_hdim80_bf16.cu").write_text("")
+    build_toml = tmp_path / "build.toml"
+    build_toml.write_text(build_toml.read_text().replace('"9.0"]', '"9.0", "10.0"]'))
+    result = _generator("--root", str(tmp_path), "--check")
+    assert result.returncode == 1
+    for name in (first.name, "flash_attn_fwd_hdim80_bf16.cu", "build.toml"):
+        assert name in result.stderr
+    assert _generator("--root", str(tmp_path)).returncode == 0
+    assert _generator("--root", str(tmp_path), "--check").returncode == 0
+    assert (tmp_path / "build.toml").read_text() == (ROOT / "build.toml").read_text()
 
 
 # ---------------------------------------------------------------- integrations
