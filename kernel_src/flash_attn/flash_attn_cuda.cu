@@ -89,7 +89,7 @@ sm80::Params params_of(const Problem& p, const Strides& q, const Strides& k, con
   s.window_left = clamp_window(p.window_left);
   s.window_right = clamp_window(effective_window_right(p.causal, p.window_right));
   s.softmax_scale = p.softmax_scale;
-  s.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  s.scale_log2 = p.softmax_scale * sm80::kLog2e;
   return s;
 }
 

@@ -10,12 +10,9 @@
 // rows of the forward and dq kernels, the key rows of the dk/dv kernel.
 #pragma once
 
-#include <cuda_runtime.h>
-
 #include <cmath>
 #include <cstdint>
 
-#include "_common/cuda_check.cuh"
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_params.h"
 #include "flash_attn/flash_attn_sm80_ptx.cuh"
@@ -24,7 +21,6 @@ namespace tk::flash_attn::sm80 {
 
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = kWarps * 32;
-inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
 
 template <int kHeadDim>
@@ -225,27 +221,6 @@ __device__ __forceinline__ void scale_and_mask_rows(float (&s)[kCols / 8][4], fl
       if (check && !mask.allowed(row0 + 8 * (e / 2), col0 + 8 * n + (e & 1))) s[n][e] = -INFINITY;
     }
   }
-}
-
-// Lets a kernel use `bytes` of dynamic shared memory (above 48 KiB it must opt in), or says
-// that this GPU has less than that per block.
-template <typename Kernel>
-Status allow_shared_memory(Kernel kernel, int bytes) {
-  int device = 0;
-  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return status_from(err);
-  int limit = 0;
-  if (const cudaError_t err =
-          cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-      err != cudaSuccess) {
-    return status_from(err);
-  }
-  if (bytes > limit) {
-    return Status::Error(StatusCode::kInvalidArgument,
-                         "flash_attn: this head_dim needs more shared memory per block than this "
-                         "GPU allows (sm_86/sm_89 allow 99 KiB); use the Triton variant");
-  }
-  return status_from(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
 }  // namespace tk::flash_attn::sm80

@@ -16,7 +16,6 @@
 #include "_common/reduce.cuh"
 #include "_common/vec.cuh"
 #include "flash_attn/flash_attn_sm80.cuh"
-#include "flash_attn/flash_attn_sm80_launch.h"
 
 namespace tk::flash_attn::sm80 {
 
@@ -292,33 +291,6 @@ __global__ void __launch_bounds__(kThreads) bwd_dq_kernel(const Params p) {
   T* first = static_cast<T*>(p.dq) + q_like_row(p, seq, warp_row0, h, kHeadDim);
   store_c_tiles<T, kHeadDim>(first, static_cast<int64_t>(p.heads_q) * kHeadDim,
                              seq.q_len - warp_row0, dq, dq_scale, lane);
-}
-
-template <typename T, int kHeadDim>
-Status run_bwd(const Params& p, cudaStream_t stream) {
-  if (p.max_seqlen_q > 0) {
-    const dim3 grid((p.max_seqlen_q + kDeltaRowsPerBlock - 1) / kDeltaRowsPerBlock, p.heads_q,
-                    p.batch);
-    bwd_delta_kernel<T, kHeadDim><<<grid, kThreads, 0, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  if (p.max_seqlen_k > 0) {
-    using Shape = DkDvShape<kHeadDim>;
-    const auto kernel = bwd_dk_dv_kernel<T, kHeadDim>;
-    if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-    const dim3 grid((p.max_seqlen_k + Shape::kKeys - 1) / Shape::kKeys, p.heads_k, p.batch);
-    kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  if (p.max_seqlen_q > 0) {
-    using Shape = DqShape<kHeadDim>;
-    const auto kernel = bwd_dq_kernel<T, kHeadDim>;
-    if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-    const dim3 grid((p.max_seqlen_q + Shape::kRows - 1) / Shape::kRows, p.heads_q, p.batch);
-    kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  return Status::Ok();
 }
 
 }  // namespace tk::flash_attn::sm80

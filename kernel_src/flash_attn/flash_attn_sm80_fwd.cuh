@@ -7,7 +7,6 @@
 #pragma once
 
 #include "flash_attn/flash_attn_sm80.cuh"
-#include "flash_attn/flash_attn_sm80_launch.h"
 
 namespace tk::flash_attn::sm80 {
 
@@ -139,16 +138,6 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const Params p) {
   T* out = static_cast<T*>(p.out) + q_like_row(p, seq, warp_row0, h, kHeadDim);
   store_c_tiles<T, kHeadDim>(out, static_cast<int64_t>(p.heads_q) * kHeadDim,
                              seq.q_len - warp_row0, o, inverse, lane);
-}
-
-template <typename T, int kHeadDim>
-Status run_fwd(const Params& p, cudaStream_t stream) {
-  using Shape = FwdShape<kHeadDim>;
-  const auto kernel = fwd_kernel<T, kHeadDim>;
-  if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-  const dim3 grid((p.max_seqlen_q + Shape::kRows - 1) / Shape::kRows, p.heads_q, p.batch);
-  kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-  return check_last_launch();
 }
 
 }  // namespace tk::flash_attn::sm80

@@ -10,6 +10,8 @@ namespace tk::flash_attn::sm80 {
 // comparison (j - i against k_len - q_len -/+ a bound) stays inside int32.
 inline constexpr int kUnbounded = 1 << 30;
 
+inline constexpr float kLog2e = 1.4426950408889634f;
+
 struct Params {
   // Inputs: any row/head/batch strides (in elements, multiples of 8: rows are copied with
   // 16-byte cp.async); batch strides are 0 in the varlen layout.
