@@ -1,15 +1,19 @@
 """FlashAttention on every backend this machine can run, against the fp32/fp64 reference.
 
 Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), the CUDA
-variant's sm_80 kernels (on a GPU), Triton (interpreter on CPU tensors without a GPU; real
-kernels on a GPU). Without a GPU the shapes are tiny (the interpreter is slow); the full matrix
-(sequence lengths up to 4097, every head dim) runs on a GPU.
+variant's sm_80 kernels (on a GPU; and on the CPU through a host emulator of the few CUDA
+instructions they use), Triton (interpreter on CPU tensors without a GPU; real kernels on a
+GPU). Without a GPU the shapes are tiny (the interpreter and the emulator are slow); the full
+matrix (sequence lengths up to 4097, every head dim) runs on a GPU.
 """
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -363,6 +367,101 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+# ---------------------------------------------------------------- CUDA kernels, emulated on the CPU
+
+# The sm_80 kernels' own source, compiled by g++ against tests/flash_attn_emulation (host
+# stand-ins for threadIdx, barriers, shuffles, ldmatrix and mma), called through fwd_cuda and
+# bwd_cuda: index and mask errors show up here without a GPU. Tiny shapes: every CUDA thread is
+# an OS thread.
+EMULATION = ROOT / "tests" / "flash_attn_emulation"
+CUDA_INCLUDE = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+# (batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype): every head
+# dim, both dtypes, two query blocks, Sq > Sk (rows without keys) and Sq < Sk, GQA, a window.
+EMULATED_CASES = [
+    (1, 70, 70, 8, 1, 64, False, (-1, -1), torch.bfloat16),
+    (2, 17, 40, 4, 1, 96, True, (-1, -1), torch.float16),
+    (1, 33, 33, 2, 2, 128, False, (8, 4), torch.bfloat16),
+    (1, 40, 17, 2, 2, 192, True, (-1, -1), torch.float16),
+    (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
+]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    if shutil.which("g++") is None or not (CUDA_INCLUDE / "cuda_bf16.h").is_file():
+        pytest.skip("needs g++ and the CUDA headers (CUDA_HOME)")
+    build = tmp_path_factory.mktemp("flash_attn_emulation")
+    kernel_src = ROOT / "kernel_src"
+    sources = [(EMULATION / "emu_launch.cpp", []), (EMULATION / "emu_main.cpp", []),
+               (kernel_src / "flash_attn" / "flash_attn_cuda.cu", ["-x", "c++"])]
+    objects = []
+    for source, language in sources:
+        obj = build / f"{source.stem}.o"
+        subprocess.run(["g++", "-std=c++20", "-O1", "-w", f"-I{EMULATION}", f"-I{kernel_src}",
+                        f"-I{CUDA_INCLUDE}", *language, "-c", str(source), "-o", str(obj)],
+                       check=True, capture_output=True)
+        objects.append(str(obj))
+    binary = build / "emulated_flash_attn"
+    subprocess.run(["g++", *objects, "-pthread", "-o", str(binary)], check=True)
+    return binary
+
+
+def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None):
+    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator."""
+    q, k, v = leaves
+    head_dim = q.shape[-1]
+    if varlen is None:
+        batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
+        max_q, max_k = seqlen_q, seqlen_k
+    else:
+        cu_q, cu_k, max_q, max_k = varlen
+        batch, seqlen_q, seqlen_k = cu_q.numel() - 1, q.shape[0], k.shape[0]
+        cu_q.numpy().tofile(directory / "cu_seqlens_q.bin")
+        cu_k.numpy().tofile(directory / "cu_seqlens_k.bin")
+    dtype_code = 1 if q.dtype == torch.float16 else 2
+    fields = [dtype_code, head_dim, batch, seqlen_q, seqlen_k, max_q, max_k, q.shape[-2],
+              k.shape[-2], int(causal), window[0], window[1], repr(head_dim**-0.5),
+              int(varlen is not None)]
+    (directory / "problem.txt").write_text(" ".join(map(str, fields)))
+    for name, t in zip(("q", "k", "v", "dout"), (q, k, v, dout)):
+        t.contiguous().view(torch.int16).numpy().tofile(directory / f"{name}.bin")
+    result = subprocess.run([str(binary), str(directory)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+    def load(name, shape, dtype=q.dtype):
+        fp32 = dtype == torch.float32
+        raw = torch.from_numpy(np.fromfile(directory / f"{name}.bin",
+                                           dtype=np.float32 if fp32 else np.int16))
+        return (raw if fp32 else raw.view(dtype)).view(shape)
+
+    lse_shape = (q.shape[1], q.shape[0]) if varlen is not None else (batch, q.shape[2], seqlen_q)
+    return (load("out", q.shape), load("lse", lse_shape, torch.float32),
+            tuple(load(n, t.shape) for n, t in zip(("dq", "dk", "dv"), (q, k, v))))
+
+
+@pytest.mark.parametrize("case", EMULATED_CASES, ids=lambda c: f"hdim{c[5]}")
+def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, case):
+    batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
+    leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
+    dout = torch.randn_like(leaves[0])
+    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window)
+    _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout, f"emulated {case}",
+                             causal=causal, window=window)
+
+
+def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path):
+    lengths_q, lengths_k = [1, 37, 0, 3, 20], [9, 37, 5, 0, 6]
+    q, cu_q = _packed(lengths_q, 4, 64, torch.bfloat16, "cpu")
+    k, cu_k = _packed(lengths_k, 2, 64, torch.bfloat16, "cpu")
+    v = torch.randn_like(k)
+    dout = torch.randn_like(q)
+    varlen = (cu_q, cu_k, max(lengths_q), max(lengths_k))
+    out, lse, grads = _run_emulated(emulator, tmp_path, [q, k, v], dout, True, (-1, -1), varlen)
+    _check_against_reference(cpu_kernel, [q, k, v], out, lse, grads, dout, "emulated varlen",
+                             causal=True, window=(-1, -1), cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    assert (grads[1][sum(lengths_k[:2]):sum(lengths_k[:3])] == 0).all()
 
 
 # ---------------------------------------------------------------- generated CUDA instantiations
