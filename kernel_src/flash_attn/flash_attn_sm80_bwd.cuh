@@ -23,9 +23,9 @@ inline constexpr int kDeltaRowsPerBlock = 16;
 
 template <int kHeadDim>
 struct DkDvShape {
-  // Head dims above 128 split dk and dv over two warps per 16 keys: whole, they would take
-  // head_dim registers per thread (spills at 192 and 256); split, S^T and dP^T are computed by
-  // both warps of a pair.
+  // Head dims above 128 split dk and dv over two warps per 16 keys: whole, the two
+  // accumulators alone would take head_dim fp32 registers per thread (of the 255 a thread can
+  // have); split, S^T and dP^T are computed by both warps of a pair.
   static constexpr int kSplit = kHeadDim > 128 ? 2 : 1;
   static constexpr int kKeys = 16 * kWarps / kSplit;
   static constexpr int kCols = kHeadDim / kSplit;   // dk / dv columns of one warp
