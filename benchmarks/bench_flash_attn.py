@@ -8,8 +8,9 @@ bf16 by default. Inputs are [B, H, S, D] (SDPA's layout; ours takes the transpos
 copy). Rates are TFLOP/s with FLOPs = 4*B*H*S*S*D forward, halved when causal, and 2.5x that
 for the backward, as % of the bf16 matmul rate measured in the same run.
 
-Ours is the Triton variant (build/torch-cuda): the CUDA variant has no CUDA attention kernel
-yet. Its backward is bitwise reproducible (dq from its own kernel, no atomics).
+Ours is the Triton variant (build/torch-cuda); "ours-cuda" is the CUDA variant's sm_80
+mma.sync kernels, measured when the loaded variant is the CUDA one. Both backwards are bitwise
+reproducible (dq from its own kernel, no atomics).
 """
 
 from __future__ import annotations
@@ -109,6 +110,19 @@ def ours_peers(kernel: Any, causal: bool) -> list[Peer]:
     return [Peer(OURS, ours, variant=variant)]
 
 
+def cuda_peer(kernel: Any, causal: bool) -> Peer:
+    """The CUDA variant's sm_80 kernels (the loaded variant, when it is the CUDA one)."""
+    if getattr(kernel, "BACKEND", None) != "cuda":
+        return Peer("ours-cuda", skip="the loaded variant is not the CUDA variant")
+
+    def fn(q, k, v):
+        out = kernel.flash_attn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                causal=causal)
+        return out.transpose(1, 2)
+
+    return Peer("ours-cuda", fn)
+
+
 def sdpa_peer(name: str, backend_name: str, causal: bool) -> Peer:
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -177,6 +191,7 @@ def build_cases(kernel: Any, shape: tuple[int, ...], dtype: torch.dtype) -> list
             flex_peer(shape, causal),
             compile_peer(kernel, shape, causal),
             *ours_peers(kernel, causal),
+            cuda_peer(kernel, causal),
         ]
         cases.append(Case(
             kernel=KERNEL, op="flash_attn_causal" if causal else "flash_attn", shape=shape,

@@ -1,19 +1,23 @@
 """FlashAttention on every backend this machine can run, against the fp32/fp64 reference.
 
-Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), Triton
-(interpreter on CPU tensors without a GPU; real kernels on a GPU). The CUDA variant has no CUDA
-attention kernel yet: on a GPU its CUDA tensors must get a clear NotImplementedError.
-Without a GPU the shapes are tiny (the interpreter is slow); the full matrix (sequence lengths
-up to 4097, every head dim) runs on a GPU.
+Backends: the C++ CPU kernels (CPU variant and the CPU path of the CUDA variant), the CUDA
+variant's sm_80 kernels (on a GPU; and on the CPU through a host emulator of the few CUDA
+instructions they use), Triton (interpreter on CPU tensors without a GPU; real kernels on a
+GPU). Without a GPU the shapes are tiny (the interpreter and the emulator are slow); the full
+matrix (sequence lengths up to 4097, every head dim) runs on a GPU.
 """
 
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from support import HAS_GPU, INTERPRETER
+from support import HAS_GPU, INTERPRETER, ROOT
 from tolerance import assert_matches_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,6 +64,11 @@ BACKENDS = [
         ("triton", "cpu"),
         id="triton-interpreter",
         marks=pytest.mark.skipif(not INTERPRETER, reason="Triton interpreter off (GPU present)"),
+    ),
+    pytest.param(
+        ("cuda", "cuda"),
+        id="cuda-kernels",
+        marks=pytest.mark.skipif(not HAS_GPU, reason="needs a GPU"),
     ),
     pytest.param(
         ("triton", "cuda"),
@@ -236,7 +245,10 @@ def test_strided_inputs(backend):
                              window=(-1, -1))
     bhsd = [torch.randn(2, 2, 19, 64, dtype=dtype, device=device).transpose(1, 2) for _ in range(3)]
     wide = torch.randn(2, 19, 2, 128, dtype=dtype, device=device)[..., ::2]
-    for leaves in (bhsd, [wide, wide.clone(), wide.clone()]):
+    # One element past a 16-byte boundary: the CUDA kernels' cp.async rows need a copy.
+    shifted = [torch.randn(2 * 19 * 2 * 64 + 1, dtype=dtype, device=device)[1:].view(2, 19, 2, 64)
+               for _ in range(3)]
+    for leaves in (bhsd, [wide, wide.clone(), wide.clone()], shifted):
         out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
         _check_against_reference(kernel, leaves, out, lse, grads, dout, "strided", causal=False,
                                  window=(-1, -1))
@@ -278,9 +290,12 @@ def test_deterministic_backward_is_bitwise_reproducible(backend):
         assert torch.equal(a, b) and torch.equal(a, expected)
 
 
-def test_compiled_forward_and_backward_equal_eager(variant_modules):
-    """torch.compile(fullgraph=True) of a block using flash_attn: called forward and backward."""
-    name = "triton" if HAS_GPU else "cpu"
+@pytest.mark.parametrize("name", ["cpu", "cuda", "triton"])
+def test_compiled_forward_and_backward_equal_eager(variant_modules, name):
+    """torch.compile(fullgraph=True) of a block using flash_attn: called forward and backward
+    (the CPU variant on CPU tensors without a GPU; the CUDA and Triton variants on a GPU)."""
+    if (name == "cpu") == HAS_GPU:
+        pytest.skip("cpu without a GPU; cuda and triton on a GPU")
     if name not in variant_modules:
         pytest.skip(f"no {name} variant")
     kernel = variant_modules[name]
@@ -354,14 +369,136 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
             call()
 
 
-@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
-def test_cuda_variant_says_it_has_no_cuda_kernel(variant_modules):
-    kernel = variant_modules.get("cuda")
-    if kernel is None:
-        pytest.skip("no cuda variant")
-    q, k, v = _qkv(1, 8, 8, 2, 2, 64, torch.bfloat16, "cuda")
-    with pytest.raises(NotImplementedError, match="no CUDA attention kernel yet"):
-        kernel.flash_attn(q, k, v)
+# ---------------------------------------------------------------- CUDA kernels, emulated on the CPU
+
+# The sm_80 kernels' own source, compiled by g++ against tests/flash_attn_emulation (host
+# stand-ins for threadIdx, barriers, shuffles, ldmatrix and mma), called through fwd_cuda and
+# bwd_cuda: index and mask errors show up here without a GPU. Tiny shapes: every CUDA thread is
+# an OS thread.
+EMULATION = ROOT / "tests" / "flash_attn_emulation"
+CUDA_INCLUDE = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+# (batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype): every head
+# dim, both dtypes, two query blocks, Sq > Sk (rows without keys) and Sq < Sk, GQA, a window.
+EMULATED_CASES = [
+    (1, 70, 70, 8, 1, 64, False, (-1, -1), torch.bfloat16),
+    (2, 17, 40, 4, 1, 96, True, (-1, -1), torch.float16),
+    (1, 33, 33, 2, 2, 128, False, (8, 4), torch.bfloat16),
+    (1, 40, 17, 2, 2, 192, True, (-1, -1), torch.float16),
+    (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
+]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    if HAS_GPU:
+        pytest.skip("a GPU runs the kernels themselves (the cuda-kernels backend cases)")
+    if shutil.which("g++") is None or not (CUDA_INCLUDE / "cuda_bf16.h").is_file():
+        pytest.skip("needs g++ and the CUDA headers (CUDA_HOME)")
+    build = tmp_path_factory.mktemp("flash_attn_emulation")
+    kernel_src = ROOT / "kernel_src"
+    sources = [(EMULATION / "emu_launch.cpp", []), (EMULATION / "emu_main.cpp", []),
+               (kernel_src / "flash_attn" / "flash_attn_cuda.cu", ["-x", "c++"])]
+    objects = []
+    for source, language in sources:
+        obj = build / f"{source.stem}.o"
+        subprocess.run(["g++", "-std=c++20", "-O1", "-w", f"-I{EMULATION}", f"-I{kernel_src}",
+                        f"-I{CUDA_INCLUDE}", *language, "-c", str(source), "-o", str(obj)],
+                       check=True, capture_output=True)
+        objects.append(str(obj))
+    binary = build / "emulated_flash_attn"
+    subprocess.run(["g++", *objects, "-pthread", "-o", str(binary)], check=True)
+    return binary
+
+
+def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None):
+    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator."""
+    q, k, v = leaves
+    head_dim = q.shape[-1]
+    if varlen is None:
+        batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
+        max_q, max_k = seqlen_q, seqlen_k
+    else:
+        cu_q, cu_k, max_q, max_k = varlen
+        batch, seqlen_q, seqlen_k = cu_q.numel() - 1, q.shape[0], k.shape[0]
+        cu_q.numpy().tofile(directory / "cu_seqlens_q.bin")
+        cu_k.numpy().tofile(directory / "cu_seqlens_k.bin")
+    dtype_code = 1 if q.dtype == torch.float16 else 2
+    fields = [dtype_code, head_dim, batch, seqlen_q, seqlen_k, max_q, max_k, q.shape[-2],
+              k.shape[-2], int(causal), window[0], window[1], repr(head_dim**-0.5),
+              int(varlen is not None)]
+    (directory / "problem.txt").write_text(" ".join(map(str, fields)))
+    for name, t in zip(("q", "k", "v", "dout"), (q, k, v, dout)):
+        t.contiguous().view(torch.int16).numpy().tofile(directory / f"{name}.bin")
+    result = subprocess.run([str(binary), str(directory)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+    def load(name, shape, dtype=q.dtype):
+        fp32 = dtype == torch.float32
+        raw = torch.from_numpy(np.fromfile(directory / f"{name}.bin",
+                                           dtype=np.float32 if fp32 else np.int16))
+        return (raw if fp32 else raw.view(dtype)).view(shape)
+
+    lse_shape = (q.shape[1], q.shape[0]) if varlen is not None else (batch, q.shape[2], seqlen_q)
+    return (load("out", q.shape), load("lse", lse_shape, torch.float32),
+            tuple(load(n, t.shape) for n, t in zip(("dq", "dk", "dv"), (q, k, v))))
+
+
+@pytest.mark.parametrize("case", EMULATED_CASES, ids=lambda c: f"hdim{c[5]}")
+def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, case):
+    batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
+    leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
+    dout = torch.randn_like(leaves[0])
+    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window)
+    _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout, f"emulated {case}",
+                             causal=causal, window=window)
+
+
+def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path):
+    lengths_q, lengths_k = [1, 37, 0, 3, 20], [9, 37, 5, 0, 6]
+    q, cu_q = _packed(lengths_q, 4, 64, torch.bfloat16, "cpu")
+    k, cu_k = _packed(lengths_k, 2, 64, torch.bfloat16, "cpu")
+    v = torch.randn_like(k)
+    dout = torch.randn_like(q)
+    varlen = (cu_q, cu_k, max(lengths_q), max(lengths_k))
+    out, lse, grads = _run_emulated(emulator, tmp_path, [q, k, v], dout, True, (-1, -1), varlen)
+    _check_against_reference(cpu_kernel, [q, k, v], out, lse, grads, dout, "emulated varlen",
+                             causal=True, window=(-1, -1), cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    assert (grads[1][sum(lengths_k[:2]):sum(lengths_k[:3])] == 0).all()
+
+
+# ---------------------------------------------------------------- generated CUDA instantiations
+
+GENERATOR = ROOT / "kernel_src" / "flash_attn" / "generate_instantiations.py"
+
+
+def _generator(*args):
+    return subprocess.run([sys.executable, str(GENERATOR), *args], capture_output=True, text=True)
+
+
+def test_generated_instantiations_and_build_toml_are_up_to_date():
+    result = _generator("--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_check_notices_drift(tmp_path):
+    """--check fails on an edited instantiation, a stale file and a stale build.toml table;
+    writing brings the copy back in line."""
+    (tmp_path / "build.toml").write_text((ROOT / "build.toml").read_text())
+    assert _generator("--root", str(tmp_path)).returncode == 0
+    assert _generator("--root", str(tmp_path), "--check").returncode == 0
+    generated = tmp_path / "kernel_src" / "flash_attn" / "instantiations"
+    first = sorted(generated.glob("*.cu"))[0]
+    first.write_text(first.read_text() + "// edited\n")
+    (generated / "flash_attn_fwd_hdim80_bf16.cu").write_text("")
+    build_toml = tmp_path / "build.toml"
+    build_toml.write_text(build_toml.read_text().replace('"9.0"]', '"9.0", "10.0"]'))
+    result = _generator("--root", str(tmp_path), "--check")
+    assert result.returncode == 1
+    for name in (first.name, "flash_attn_fwd_hdim80_bf16.cu", "build.toml"):
+        assert name in result.stderr
+    assert _generator("--root", str(tmp_path)).returncode == 0
+    assert _generator("--root", str(tmp_path), "--check").returncode == 0
+    assert (tmp_path / "build.toml").read_text() == (ROOT / "build.toml").read_text()
 
 
 # ---------------------------------------------------------------- integrations

@@ -2,9 +2,9 @@
 // the functional ops (validate, allocate, call the out op) and their C++ autograd. Python holds
 // the fakes; the Triton variant registers Python versions of the functional ops instead.
 //
-// This variant has CPU kernels only: a CUDA tensor reaching an out op (the CUDA dispatch key of
-// the CUDA variant) raises NotImplementedError pointing at the Triton variant, rather than the
-// dispatcher's "no kernel" error.
+// CPU tensors run the CPU kernels; in the CUDA variant, CUDA tensors run the sm_80 kernels
+// (fp16/bf16, compute capability 8.0 or newer) on the current stream. Their cu_seqlens stay on
+// the device and are trusted after the shape checks (flash_attn.h).
 //
 // q, k, v and dout may be strided with a contiguous last dimension (what transposes and
 // unbind of a fused qkv give): the out ops take their strides; the functional ops copy only
@@ -13,6 +13,7 @@
 #include <torch/autograd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <tuple>
 
 #include "binding.h"
@@ -146,11 +147,10 @@ tk::flash_attn::Problem problem_of(const char* op, const at::Tensor& q, const at
     p.batch = cu_q->size(0) - 1;
     p.seqlen_q = q.size(0);
     p.seqlen_k = k.size(0);
-    // Host pointers: read by the CPU kernels only (a CUDA tensor never reaches them).
-    if (q.is_cpu()) {
-      p.cu_seqlens_q = cu_q->data_ptr<int32_t>();
-      p.cu_seqlens_k = cu_k->data_ptr<int32_t>();
-    }
+    // Host pointers for the CPU kernels, device pointers for the CUDA kernels (same device as
+    // q, checked).
+    p.cu_seqlens_q = cu_q->data_ptr<int32_t>();
+    p.cu_seqlens_k = cu_k->data_ptr<int32_t>();
   } else {
     p.batch = q.size(0);
     p.seqlen_q = q.size(1);
@@ -169,19 +169,44 @@ tk::flash_attn::Problem problem_of(const char* op, const at::Tensor& q, const at
   return p;
 }
 
-// The CPU kernels for CPU tensors; a clear error for CUDA tensors (no CUDA kernel yet).
-template <class RunCpu>
-void run_flash_attn(const at::Tensor& q, const char* op, RunCpu run_cpu) {
+// The CUDA kernels copy rows with 16-byte cp.async: a CUDA input whose address or strides
+// (in elements) are not multiples of 16 bytes is copied to a fresh contiguous tensor first.
+at::Tensor rows_16_byte_aligned(const at::Tensor& t) {
+  if (!t.is_cuda()) return t;
+  const int64_t elems = 16 / t.element_size();
+  bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) aligned = aligned && t.stride(d) % elems == 0;
+  return aligned ? t : at::empty(t.sizes(), t.options()).copy_(t);
+}
+
 #ifdef TK_WITH_CUDA
+void check_cuda_arch(const at::Tensor& q, const char* op) {
+  const cudaDeviceProp* props = at::cuda::getDeviceProperties(q.device().index());
   TORCH_CHECK_NOT_IMPLEMENTED(
-      !q.is_cuda(), op,
-      ": flash_attn: this variant has no CUDA attention kernel yet; load the Triton variant "
-      "(torch-cuda) or use CPU tensors");
-#else
-  TORCH_CHECK(!q.is_cuda(), op, ": this variant was built without CUDA; q is on ", q.device());
+      props->major >= 8, op, ": the CUDA FlashAttention kernels need compute capability 8.0 or "
+      "newer (bf16/fp16 mma.sync); ", q.device(), " is sm_", props->major, props->minor,
+      ": load the Triton variant (torch-cuda) or use CPU tensors");
+}
 #endif
-  const tk::Status status = run_cpu();
-  // Invalid values the shape checks cannot see (cu_seqlens contents) are a ValueError.
+
+// The CPU kernels for CPU tensors, the CUDA kernels (run_cuda(stream)) for CUDA tensors.
+template <class RunCuda, class RunCpu>
+void run_flash_attn(const at::Tensor& q, const char* op, RunCuda run_cuda, RunCpu run_cpu) {
+  tk::Status status;
+#ifdef TK_WITH_CUDA
+  if (q.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(q.device());
+    check_cuda_arch(q, op);
+    status = run_cuda(at::cuda::getCurrentCUDAStream(q.device().index()).stream());
+  } else {
+    status = run_cpu();
+  }
+#else
+  (void)run_cuda;
+  TORCH_CHECK(!q.is_cuda(), op, ": this variant was built without CUDA; q is on ", q.device());
+  status = run_cpu();
+#endif
+  // Invalid values the shape checks cannot see (cu_seqlens contents on CPU) are a ValueError.
   TORCH_CHECK_VALUE(status.code != tk::StatusCode::kInvalidArgument, op, ": ", status.message);
   check_status(status, op);
 }
@@ -205,18 +230,24 @@ void flash_attn_fwd_out(at::Tensor& out, at::Tensor& lse, const at::Tensor& q,
   check_contiguous_tensor(out, op, "out", q, q.scalar_type(), q.sizes());
   check_contiguous_tensor(lse, op, "lse", q, at::kFloat, lse_shape(q, varlen));
 
+  const at::Tensor qa = rows_16_byte_aligned(q);
+  const at::Tensor ka = rows_16_byte_aligned(k);
+  const at::Tensor va = rows_16_byte_aligned(v);
+
   tk::flash_attn::FwdArgs args;
   args.problem = problem_of(op, q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                             softmax_scale, causal, window_left, window_right);
   args.out = out.data_ptr();
   args.lse = lse.data_ptr<float>();
-  args.q = q.data_ptr();
-  args.k = k.data_ptr();
-  args.v = v.data_ptr();
-  args.q_strides = strides_of(q, varlen);
-  args.k_strides = strides_of(k, varlen);
-  args.v_strides = strides_of(v, varlen);
-  run_flash_attn(q, op, [&] { return tk::flash_attn::fwd_cpu(args); });
+  args.q = qa.data_ptr();
+  args.k = ka.data_ptr();
+  args.v = va.data_ptr();
+  args.q_strides = strides_of(qa, varlen);
+  args.k_strides = strides_of(ka, varlen);
+  args.v_strides = strides_of(va, varlen);
+  run_flash_attn(
+      q, op, [&](void* stream) { return tk::flash_attn::fwd_cuda(args, stream); },
+      [&] { return tk::flash_attn::fwd_cpu(args); });
 }
 
 void flash_attn_bwd_out(at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, const at::Tensor& dout,
@@ -244,25 +275,35 @@ void flash_attn_bwd_out(at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, const at
   check_contiguous_tensor(dk, op, "dk", q, q.scalar_type(), k.sizes());
   check_contiguous_tensor(dv, op, "dv", q, q.scalar_type(), k.sizes());
 
+  const at::Tensor qa = rows_16_byte_aligned(q);
+  const at::Tensor ka = rows_16_byte_aligned(k);
+  const at::Tensor va = rows_16_byte_aligned(v);
+  const at::Tensor douta = rows_16_byte_aligned(dout);
+  // The CUDA backward's rowsum(dout * out), one float per lse element.
+  const at::Tensor delta = q.is_cuda() ? at::empty_like(lse) : at::Tensor();
+
   tk::flash_attn::BwdArgs args;
   args.problem = problem_of(op, q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                             softmax_scale, causal, window_left, window_right);
   args.dq = dq.data_ptr();
   args.dk = dk.data_ptr();
   args.dv = dv.data_ptr();
-  args.dout = dout.data_ptr();
-  args.q = q.data_ptr();
-  args.k = k.data_ptr();
-  args.v = v.data_ptr();
+  args.dout = douta.data_ptr();
+  args.q = qa.data_ptr();
+  args.k = ka.data_ptr();
+  args.v = va.data_ptr();
   args.out = out.data_ptr();
   args.lse = lse.data_ptr<float>();
-  args.dout_strides = strides_of(dout, varlen);
-  args.q_strides = strides_of(q, varlen);
-  args.k_strides = strides_of(k, varlen);
-  args.v_strides = strides_of(v, varlen);
-  // The CPU backward is deterministic whatever `deterministic` says.
+  args.delta = delta.defined() ? delta.data_ptr<float>() : nullptr;
+  args.dout_strides = strides_of(douta, varlen);
+  args.q_strides = strides_of(qa, varlen);
+  args.k_strides = strides_of(ka, varlen);
+  args.v_strides = strides_of(va, varlen);
+  // Both backward paths are deterministic whatever `deterministic` says (no atomics).
   (void)deterministic;
-  run_flash_attn(q, op, [&] { return tk::flash_attn::bwd_cpu(args); });
+  run_flash_attn(
+      q, op, [&](void* stream) { return tk::flash_attn::bwd_cuda(args, stream); },
+      [&] { return tk::flash_attn::bwd_cpu(args); });
 }
 
 // ---------------------------------------------------------------- functional ops

@@ -39,7 +39,7 @@ struct Strides {
 };
 
 struct Problem {
-  const int32_t* cu_seqlens_q = nullptr;  // host pointers for the CPU kernels; null: batched
+  const int32_t* cu_seqlens_q = nullptr;  // host (CPU kernels) or device (CUDA); null: batched
   const int32_t* cu_seqlens_k = nullptr;
   int64_t batch = 0;
   int64_t seqlen_q = 0;    // batched: the sequence lengths; varlen: total_q and total_k
@@ -77,6 +77,7 @@ struct BwdArgs {
   const void* v = nullptr;
   const void* out = nullptr;
   const float* lse = nullptr;
+  float* delta = nullptr;  // CUDA only: fp32 scratch of lse's shape (rowsum(dout * out))
   Strides dout_strides, q_strides, k_strides, v_strides;
 };
 
@@ -90,6 +91,14 @@ inline bool is_supported_head_dim(int64_t head_dim) {
   return head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 192 ||
          head_dim == 256;
 }
+
+// CUDA (flash_attn_cuda.cu, sm_80 and newer; `stream` is a cudaStream_t and the current device
+// is the tensors'): fp16 and bf16 only; q, k, v, dout 16-byte aligned with strides that are
+// multiples of 8 elements; cu_seqlens are device pointers whose contents are trusted (not read
+// on the host), and every sequence must be at most max_seqlen long. The backward is
+// deterministic (no atomics).
+Status fwd_cuda(const FwdArgs& args, void* stream);
+Status bwd_cuda(const BwdArgs& args, void* stream);
 
 // CPU (flash_attn_cpu.cpp): OpenMP over (sequence, head, block of rows); deterministic
 // for any thread count. Validates cu_seqlens (values) and max_seqlen against them.

@@ -1,0 +1,296 @@
+// The sm_80 FlashAttention backward, deterministic by construction (no atomics): three kernels
+// on the caller's stream.
+//   1. delta[i] = dot(dout[i], out[i]), one warp per row.
+//   2. dk, dv: one block per (key block, key head, sequence). Each warp owns 16 keys (and, for
+//      head dims above 128, half of the head dim of dk and dv, to keep the accumulators in
+//      registers). The block walks the group's query heads and then the query blocks that see
+//      its keys, in a fixed order, with Q, dout, lse and delta double-buffered by cp.async.
+//      Per step a warp computes S^T = K Q^T and dP^T = V dout^T for its keys, P^T from lse and
+//      dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all from registers.
+//   3. dq: one block per (64 query rows, query head, sequence), like the forward: per key tile
+//      S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
+// Probabilities are recomputed from lse; masked pairs and rows without keys give exactly 0.
+// Framework-free: CUDA headers only.
+#pragma once
+
+#include "_common/reduce.cuh"
+#include "_common/vec.cuh"
+#include "flash_attn/flash_attn_sm80.cuh"
+
+namespace tk::flash_attn::sm80 {
+
+inline constexpr int kDeltaRowsPerBlock = 16;
+
+template <int kHeadDim>
+struct DkDvShape {
+  // Head dims above 128 split dk and dv over two warps per 16 keys: whole, the two
+  // accumulators alone would take head_dim fp32 registers per thread (of the 255 a thread can
+  // have); split, S^T and dP^T are computed by both warps of a pair.
+  static constexpr int kSplit = kHeadDim > 128 ? 2 : 1;
+  static constexpr int kKeys = 16 * kWarps / kSplit;
+  static constexpr int kCols = kHeadDim / kSplit;   // dk / dv columns of one warp
+  static constexpr int kRows = kHeadDim >= 128 ? 32 : 64;  // query rows per step
+  static constexpr int kStride = kSmemStride<kHeadDim>;
+  static constexpr int kSmemBytes =
+      (2 * kKeys + 4 * kRows) * kStride * 2 + 4 * kRows * static_cast<int>(sizeof(float));
+};
+
+template <int kHeadDim>
+struct DqShape {
+  static constexpr int kRows = 16 * kWarps;
+  static constexpr int kKeys = kHeadDim <= 128 ? 64 : 32;
+  static constexpr int kStride = kSmemStride<kHeadDim>;
+  static constexpr int kSmemBytes = (2 * kRows + 4 * kKeys) * kStride * 2;
+};
+
+// lse in the log2 domain of exp2. A row without keys (lse -inf) is masked everywhere; +inf
+// makes its probabilities 0 even so.
+__device__ __forceinline__ float lse_log2(float lse) {
+  return lse == -INFINITY ? INFINITY : lse * kLog2e;
+}
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(kThreads) bwd_delta_kernel(const Params p) {
+  static_assert(kHeadDim / 8 <= 32, "one 16-byte piece per lane");
+  const Sequence seq = sequence_of(p, blockIdx.z);
+  const int h = blockIdx.y;
+  const int lane = threadIdx.x % 32;
+  const T* out = static_cast<const T*>(p.out);
+  const T* dout = static_cast<const T*>(p.dout);
+  for (int r = threadIdx.x / 32; r < kDeltaRowsPerBlock; r += kWarps) {
+    const int i = blockIdx.x * kDeltaRowsPerBlock + r;
+    if (i >= seq.q_len) break;
+    float sum = 0.0f;
+    if (lane < kHeadDim / 8) {
+      float o[8];
+      float d[8];
+      to_floats(*reinterpret_cast<const Vec<T, 8>*>(out + q_like_row(p, seq, i, h, kHeadDim) +
+                                                    lane * 8),
+                o);
+      to_floats(*reinterpret_cast<const Vec<T, 8>*>(
+                    dout + strided_row(seq, p.dout_batch, p.dout_row, p.dout_head, seq.q_start, i,
+                                       h) +
+                    lane * 8),
+                d);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sum += o[e] * d[e];
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) p.delta[lse_index(p, seq, i, h)] = sum;
+  }
+}
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(kThreads) bwd_dk_dv_kernel(const Params p) {
+  using Shape = DkDvShape<kHeadDim>;
+  constexpr int kKeys = Shape::kKeys;
+  constexpr int kRows = Shape::kRows;
+  constexpr int kCols = Shape::kCols;
+  constexpr int kStride = Shape::kStride;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* k_tile = reinterpret_cast<T*>(smem);
+  T* v_tile = k_tile + kKeys * kStride;
+  T* q_tiles = v_tile + kKeys * kStride;             // [2][kRows][kStride]
+  T* dout_tiles = q_tiles + 2 * kRows * kStride;     // [2][kRows][kStride]
+  float* lse_tiles = reinterpret_cast<float*>(dout_tiles + 2 * kRows * kStride);  // [2][kRows]
+  float* delta_tiles = lse_tiles + 2 * kRows;                                      // [2][kRows]
+
+  const Sequence seq = sequence_of(p, blockIdx.z);
+  const int n0 = blockIdx.x * kKeys;
+  if (n0 >= seq.k_len) return;
+  const int hk = blockIdx.y;
+  const Mask mask = mask_of(p, seq);
+  const int row_begin = mask.query_begin(n0);
+  const int row_end = mask.query_end(min(n0 + kKeys, seq.k_len));
+  const int first_block = row_begin / kRows;
+  const int blocks = row_end > row_begin ? (row_end + kRows - 1) / kRows - first_block : 0;
+  const int steps = blocks * p.group;
+
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  const T* dout = static_cast<const T*>(p.dout);
+  // Step s: query head hk * group + s / blocks, query block first_block + s % blocks.
+  const auto load_step = [&](int step, int stage) {
+    const int h = hk * p.group + step / blocks;
+    const int m0 = (first_block + step % blocks) * kRows;
+    load_tile_async<kRows, kHeadDim>(
+        q_tiles + stage * kRows * kStride,
+        q + strided_row(seq, p.q_batch, p.q_row, p.q_head, seq.q_start, m0, h), p.q_row,
+        seq.q_len - m0, q);
+    load_tile_async<kRows, kHeadDim>(
+        dout_tiles + stage * kRows * kStride,
+        dout + strided_row(seq, p.dout_batch, p.dout_row, p.dout_head, seq.q_start, m0, h),
+        p.dout_row, seq.q_len - m0, dout);
+    if (threadIdx.x < kRows) {
+      const int i = m0 + threadIdx.x;
+      const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
+      lse_tiles[stage * kRows + threadIdx.x] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
+      delta_tiles[stage * kRows + threadIdx.x] = i < seq.q_len ? p.delta[index] : 0.0f;
+    }
+  };
+
+  load_tile_async<kKeys, kHeadDim>(
+      k_tile, k + strided_row(seq, p.k_batch, p.k_row, p.k_head, seq.k_start, n0, hk), p.k_row,
+      seq.k_len - n0, k);
+  load_tile_async<kKeys, kHeadDim>(
+      v_tile, v + strided_row(seq, p.v_batch, p.v_row, p.v_head, seq.k_start, n0, hk), p.v_row,
+      seq.k_len - n0, v);
+  if (steps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int key_warp = warp % (kWarps / Shape::kSplit);  // which 16 keys
+  const int col_part = warp / (kWarps / Shape::kSplit);  // which columns of dk and dv
+  const int warp_key0 = n0 + key_warp * 16;
+  float dk[kCols / 8][4] = {};
+  float dv[kCols / 8][4] = {};
+  for (int step = 0; step < steps; ++step) {
+    const int stage = step & 1;
+    if (step + 1 < steps) load_step(step + 1, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int m0 = (first_block + step % blocks) * kRows;
+    const T* q_s = q_tiles + stage * kRows * kStride;
+    const T* dout_s = dout_tiles + stage * kRows * kStride;
+    const float* lse_s = lse_tiles + stage * kRows;
+    const float* delta_s = delta_tiles + stage * kRows;
+    // C row = key (warp_key0 + g, + 8), C column = query row m0 + 8n + 2t (+ 1).
+    float s[kRows / 8][4] = {};
+    mma_a_bt<T, kHeadDim, kRows, kStride>(s, k_tile + key_warp * 16 * kStride, q_s, lane);
+    float dp[kRows / 8][4] = {};
+    mma_a_bt<T, kHeadDim, kRows, kStride>(dp, v_tile + key_warp * 16 * kStride, dout_s, lane);
+    const bool check = !mask.all_allowed(m0, kRows, warp_key0, 16);
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = n * 8 + 2 * (lane % 4) + (e & 1);
+        const int j = warp_key0 + lane / 4 + 8 * (e / 2);
+        const bool allowed = !check || mask.allowed(m0 + r, j);
+        const float prob = allowed ? exp2f(s[n][e] * p.scale_log2 - lse_s[r]) : 0.0f;
+        s[n][e] = prob;
+        dp[n][e] = prob * (dp[n][e] - delta_s[r]);
+      }
+    }
+    mma_p_b<T, kRows, kCols, kStride>(dv, s, dout_s + col_part * kCols, lane);
+    mma_p_b<T, kRows, kCols, kStride>(dk, dp, q_s + col_part * kCols, lane);
+    // The next iteration's copy overwrites this stage.
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+  const int64_t pitch = static_cast<int64_t>(p.heads_k) * kHeadDim;
+  const int64_t first = k_like_row(p, seq, warp_key0, hk, kHeadDim) + col_part * kCols;
+  const float dk_scale[2] = {p.softmax_scale, p.softmax_scale};
+  const float dv_scale[2] = {1.0f, 1.0f};
+  store_c_tiles<T, kCols>(static_cast<T*>(p.dk) + first, pitch, seq.k_len - warp_key0, dk,
+                          dk_scale, lane);
+  store_c_tiles<T, kCols>(static_cast<T*>(p.dv) + first, pitch, seq.k_len - warp_key0, dv,
+                          dv_scale, lane);
+}
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(kThreads) bwd_dq_kernel(const Params p) {
+  using Shape = DqShape<kHeadDim>;
+  constexpr int kRows = Shape::kRows;
+  constexpr int kKeys = Shape::kKeys;
+  constexpr int kStride = Shape::kStride;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* q_tile = reinterpret_cast<T*>(smem);
+  T* dout_tile = q_tile + kRows * kStride;
+  T* k_tiles = dout_tile + kRows * kStride;  // [2][kKeys][kStride]
+  T* v_tiles = k_tiles + 2 * kKeys * kStride;
+
+  const Sequence seq = sequence_of(p, blockIdx.z);
+  const int m0 = blockIdx.x * kRows;
+  if (m0 >= seq.q_len) return;
+  const int h = blockIdx.y;
+  const int hk = h / p.group;
+  const Mask mask = mask_of(p, seq);
+  const int key_begin = mask.key_begin(m0);
+  const int key_end = mask.key_end(min(m0 + kRows, seq.q_len));
+  const int first_tile = key_begin / kKeys;
+  const int end_tile = key_end > key_begin ? (key_end + kKeys - 1) / kKeys : first_tile;
+
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  const T* dout = static_cast<const T*>(p.dout);
+  const T* k_head = k + strided_row(seq, p.k_batch, p.k_row, p.k_head, seq.k_start, 0, hk);
+  const T* v_head = v + strided_row(seq, p.v_batch, p.v_row, p.v_head, seq.k_start, 0, hk);
+  const auto load_kv = [&](int tile, int stage) {
+    const int j0 = tile * kKeys;
+    load_tile_async<kKeys, kHeadDim>(k_tiles + stage * kKeys * kStride, k_head + j0 * p.k_row,
+                                     p.k_row, seq.k_len - j0, k);
+    load_tile_async<kKeys, kHeadDim>(v_tiles + stage * kKeys * kStride, v_head + j0 * p.v_row,
+                                     p.v_row, seq.k_len - j0, v);
+  };
+
+  load_tile_async<kRows, kHeadDim>(
+      q_tile, q + strided_row(seq, p.q_batch, p.q_row, p.q_head, seq.q_start, m0, h), p.q_row,
+      seq.q_len - m0, q);
+  load_tile_async<kRows, kHeadDim>(
+      dout_tile,
+      dout + strided_row(seq, p.dout_batch, p.dout_row, p.dout_head, seq.q_start, m0, h),
+      p.dout_row, seq.q_len - m0, dout);
+  if (first_tile < end_tile) load_kv(first_tile, 0);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int warp_row0 = m0 + warp * 16;
+  float row_lse[2];
+  float row_delta[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int i = warp_row0 + lane / 4 + 8 * half;
+    const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
+    row_lse[half] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
+    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
+  }
+
+  float dq[kHeadDim / 8][4] = {};
+  for (int tile = first_tile; tile < end_tile; ++tile) {
+    const int stage = (tile - first_tile) & 1;
+    if (tile + 1 < end_tile) load_kv(tile + 1, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int j0 = tile * kKeys;
+    const T* k_s = k_tiles + stage * kKeys * kStride;
+    // C row = query (warp_row0 + g, + 8), C column = key j0 + 8n + 2t (+ 1).
+    float s[kKeys / 8][4] = {};
+    mma_a_bt<T, kHeadDim, kKeys, kStride>(s, q_tile + warp * 16 * kStride, k_s, lane);
+    float dp[kKeys / 8][4] = {};
+    mma_a_bt<T, kHeadDim, kKeys, kStride>(dp, dout_tile + warp * 16 * kStride,
+                                          v_tiles + stage * kKeys * kStride, lane);
+    const bool check = !mask.all_allowed(warp_row0, 16, j0, kKeys);
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = warp_row0 + lane / 4 + 8 * (e / 2);
+        const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
+        const bool allowed = !check || mask.allowed(i, j);
+        const float prob = allowed ? exp2f(s[n][e] * p.scale_log2 - row_lse[e / 2]) : 0.0f;
+        s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
+      }
+    }
+    mma_p_b<T, kKeys, kHeadDim, kStride>(dq, s, k_s, lane);
+    // The next iteration's copy overwrites this stage.
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+  const float dq_scale[2] = {p.softmax_scale, p.softmax_scale};
+  T* first = static_cast<T*>(p.dq) + q_like_row(p, seq, warp_row0, h, kHeadDim);
+  store_c_tiles<T, kHeadDim>(first, static_cast<int64_t>(p.heads_q) * kHeadDim,
+                             seq.q_len - warp_row0, dq, dq_scale, lane);
+}
+
+}  // namespace tk::flash_attn::sm80

@@ -1,0 +1,53 @@
+// What the sm_80 FlashAttention kernels read: the host API's arguments flattened into one
+// struct passed by value, with the mask bounds already clamped. No CUDA headers.
+#pragma once
+
+#include <cstdint>
+
+namespace tk::flash_attn::sm80 {
+
+// A window bound that never binds. Sequence lengths are below kUnbounded, so every mask
+// comparison (j - i against k_len - q_len -/+ a bound) stays inside int32.
+inline constexpr int kUnbounded = 1 << 30;
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+
+struct Params {
+  // Inputs: any row/head/batch strides (in elements, multiples of 8: rows are copied with
+  // 16-byte cp.async); batch strides are 0 in the varlen layout.
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* dout = nullptr;
+  int64_t q_batch = 0, q_row = 0, q_head = 0;
+  int64_t k_batch = 0, k_row = 0, k_head = 0;
+  int64_t v_batch = 0, v_row = 0, v_head = 0;
+  int64_t dout_batch = 0, dout_row = 0, dout_head = 0;
+
+  // Contiguous tensors: out, dq [.., rows, heads_q, head_dim]; dk, dv [.., rows, heads_k,
+  // head_dim]; lse, delta [batch, heads_q, seqlen_q] or [heads_q, total_q] (fp32).
+  void* out = nullptr;    // out and lse: written by the forward, read by the backward
+  float* lse = nullptr;
+  float* delta = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+
+  // Device pointers, or null for the batched layout. Trusted: not read on the host.
+  const int32_t* cu_seqlens_q = nullptr;
+  const int32_t* cu_seqlens_k = nullptr;
+  int batch = 0;
+  int seqlen_q = 0;      // batched: every sequence's length; varlen: total rows
+  int seqlen_k = 0;
+  int max_seqlen_q = 0;  // the grid covers this many rows (keys) per sequence
+  int max_seqlen_k = 0;
+  int heads_q = 0;
+  int heads_k = 0;
+  int group = 1;         // heads_q / heads_k
+  int window_left = kUnbounded;   // causal already folded into window_right
+  int window_right = kUnbounded;
+  float softmax_scale = 1.0f;
+  float scale_log2 = 1.0f;        // softmax_scale * log2(e): scores go through exp2
+};
+
+}  // namespace tk::flash_attn::sm80
