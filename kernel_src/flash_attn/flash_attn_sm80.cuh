@@ -129,6 +129,76 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* first, int64_t
   }
 }
 
+// The query-row block of the forward and dq kernels: blockIdx = (row tile, query head,
+// sequence). Its key tiles [first_tile, end_tile) are the ones some of its rows may see.
+struct QueryBlock {
+  Sequence seq;
+  Mask mask;
+  int m0;  // first query row
+  int h;   // query head
+  int hk;  // the key/value head it reads
+  int first_tile;
+  int end_tile;
+};
+
+template <int kRows, int kKeys>
+__device__ __forceinline__ QueryBlock query_block(const Params& p) {
+  QueryBlock b;
+  b.seq = sequence_of(p, blockIdx.z);
+  b.mask = mask_of(p, b.seq);
+  b.m0 = blockIdx.x * kRows;
+  b.h = blockIdx.y;
+  b.hk = b.h / p.group;
+  b.first_tile = 0;
+  b.end_tile = 0;
+  if (b.m0 >= b.seq.q_len) return b;
+  const int key_begin = b.mask.key_begin(b.m0);
+  const int key_end = b.mask.key_end(min(b.m0 + kRows, b.seq.q_len));
+  b.first_tile = key_begin / kKeys;
+  b.end_tile = key_end > key_begin ? (key_end + kKeys - 1) / kKeys : b.first_tile;
+  return b;
+}
+
+// Starts the copy of key tile `tile` of head hk (k and v, kKeys rows each) into stage `stage`
+// of the double-buffered k_tiles / v_tiles ([2][kKeys][kStride] each).
+template <int kKeys, int kHeadDim, typename T>
+struct KvTileLoader {
+  T* k_tiles;
+  T* v_tiles;
+  const T* k;       // the tensors (a mapped address for zero-filled rows)
+  const T* v;
+  const T* k_head;  // row 0 of the sequence, head hk
+  const T* v_head;
+  int64_t k_row;
+  int64_t v_row;
+  int k_len;
+
+  __device__ __forceinline__ void operator()(int tile, int stage) const {
+    constexpr int kStride = kSmemStride<kHeadDim>;
+    const int j0 = tile * kKeys;
+    load_tile_async<kKeys, kHeadDim>(k_tiles + stage * kKeys * kStride, k_head + j0 * k_row,
+                                     k_row, k_len - j0, k);
+    load_tile_async<kKeys, kHeadDim>(v_tiles + stage * kKeys * kStride, v_head + j0 * v_row,
+                                     v_row, k_len - j0, v);
+  }
+};
+
+template <int kKeys, int kHeadDim, typename T>
+__device__ __forceinline__ KvTileLoader<kKeys, kHeadDim, T> kv_tile_loader(
+    const Params& p, const Sequence& seq, int hk, T* k_tiles, T* v_tiles) {
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  return {k_tiles,
+          v_tiles,
+          k,
+          v,
+          k + strided_row(seq, p.k_batch, p.k_row, p.k_head, seq.k_start, 0, hk),
+          v + strided_row(seq, p.v_batch, p.v_row, p.v_head, seq.k_start, 0, hk),
+          p.k_row,
+          p.v_row,
+          seq.k_len};
+}
+
 // acc[n][.] += A * B^T for one warp: A is 16 rows of a tile, B kCols rows of a tile, both
 // row-major with kDepth columns in shared memory (pitch kStride). acc holds kCols / 8 C tiles.
 template <typename T, int kDepth, int kCols, int kStride>

@@ -205,30 +205,18 @@ __global__ void __launch_bounds__(kThreads) bwd_dq_kernel(const Params p) {
   T* k_tiles = dout_tile + kRows * kStride;  // [2][kKeys][kStride]
   T* v_tiles = k_tiles + 2 * kKeys * kStride;
 
-  const Sequence seq = sequence_of(p, blockIdx.z);
-  const int m0 = blockIdx.x * kRows;
+  const QueryBlock block = query_block<kRows, kKeys>(p);
+  const Sequence& seq = block.seq;
+  const Mask& mask = block.mask;
+  const int m0 = block.m0;
+  const int h = block.h;
+  const int first_tile = block.first_tile;
+  const int end_tile = block.end_tile;
   if (m0 >= seq.q_len) return;
-  const int h = blockIdx.y;
-  const int hk = h / p.group;
-  const Mask mask = mask_of(p, seq);
-  const int key_begin = mask.key_begin(m0);
-  const int key_end = mask.key_end(min(m0 + kRows, seq.q_len));
-  const int first_tile = key_begin / kKeys;
-  const int end_tile = key_end > key_begin ? (key_end + kKeys - 1) / kKeys : first_tile;
 
   const T* q = static_cast<const T*>(p.q);
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
   const T* dout = static_cast<const T*>(p.dout);
-  const T* k_head = k + strided_row(seq, p.k_batch, p.k_row, p.k_head, seq.k_start, 0, hk);
-  const T* v_head = v + strided_row(seq, p.v_batch, p.v_row, p.v_head, seq.k_start, 0, hk);
-  const auto load_kv = [&](int tile, int stage) {
-    const int j0 = tile * kKeys;
-    load_tile_async<kKeys, kHeadDim>(k_tiles + stage * kKeys * kStride, k_head + j0 * p.k_row,
-                                     p.k_row, seq.k_len - j0, k);
-    load_tile_async<kKeys, kHeadDim>(v_tiles + stage * kKeys * kStride, v_head + j0 * p.v_row,
-                                     p.v_row, seq.k_len - j0, v);
-  };
+  const auto load_kv = kv_tile_loader<kKeys, kHeadDim>(p, seq, block.hk, k_tiles, v_tiles);
 
   load_tile_async<kRows, kHeadDim>(
       q_tile, q + strided_row(seq, p.q_batch, p.q_row, p.q_head, seq.q_start, m0, h), p.q_row,
