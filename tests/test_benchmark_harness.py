@@ -455,3 +455,20 @@ def test_summary_table_rows_and_ratios():
     fwd, bwd = lines[2].split(" | "), lines[3].split(" | ")
     assert fwd[2:] == ["fwd", "100 (10%)", "50 (5%)", "25 (2%) liger", "2.00x", "4.00x |"]
     assert bwd[2:] == ["bwd", "100 (10%)", "33 (3%)", "-", "3.00x", "- |"]
+
+
+def test_summary_gives_a_second_build_of_ours_its_own_row():
+    from benchmarks import summary
+
+    def rec(peer, time_ms):
+        return {"kernel": "k", "op": "op", "shape": "8x8", "dtype": "bf16", "direction": "fwd",
+                "peer": peer, "status": "ok", "time_ms": time_ms, "tflops": 10.0 / time_ms,
+                "pct_of_matmul": 100.0 / time_ms}
+
+    records = [rec("ours", 1.0), rec("ours-cuda", 2.0), rec("compile", 4.0), rec("sdpa", 1.0)]
+    lines = summary.kernel_table(records, "k", "bf16").splitlines()
+    assert len(lines) == 4
+    triton, cuda = lines[2].split(" | "), lines[3].split(" | ")
+    assert triton[0] == "| op" and cuda[0] == "| op (ours-cuda)"
+    assert triton[3:] == ["10 (100%)", "2 (25%)", "10 (100%) sdpa", "4.00x", "1.00x |"]
+    assert cuda[3:] == ["5 (50%)", "2 (25%)", "10 (100%) sdpa", "2.00x", "0.50x |"]
