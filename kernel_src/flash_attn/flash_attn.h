@@ -92,6 +92,27 @@ inline bool is_supported_head_dim(int64_t head_dim) {
          head_dim == 256;
 }
 
+// The checks of a Problem every backend makes (each adds its dtypes and its own limits).
+inline Status check_problem_shape(const Problem& p) {
+  if (!is_supported_head_dim(p.head_dim)) {
+    return invalid("flash_attn: head_dim must be one of 64, 96, 128, 192, 256");
+  }
+  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0 || p.max_seqlen_q < 0 ||
+      p.max_seqlen_k < 0) {
+    return invalid("flash_attn: sizes must be >= 0");
+  }
+  if (p.heads_q < 0 || p.heads_k < 1 || p.heads_q % p.heads_k != 0) {
+    return invalid("flash_attn: heads_q must be a multiple of heads_k (at least 1)");
+  }
+  if (p.window_left < -1 || p.window_right < -1) {
+    return invalid("flash_attn: window bounds must be >= -1 (-1: unbounded)");
+  }
+  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) {
+    return invalid("flash_attn: cu_seqlens_q and cu_seqlens_k must be given together");
+  }
+  return Status::Ok();
+}
+
 // CUDA (flash_attn_cuda.cu, sm_80 and newer; `stream` is a cudaStream_t and the current device
 // is the tensors'): fp16 and bf16 only; q, k, v, dout 16-byte aligned with strides that are
 // multiples of 8 elements; cu_seqlens are device pointers whose contents are trusted (not read

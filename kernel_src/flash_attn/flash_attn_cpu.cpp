@@ -181,25 +181,7 @@ Status check_problem(const Problem& p) {
   if (p.dtype != DType::kFloat32 && p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) {
     return Status::Error(StatusCode::kUnsupportedDType, "flash_attn: unknown dtype");
   }
-  if (!is_supported_head_dim(p.head_dim)) {
-    return Status::Error(StatusCode::kInvalidArgument,
-                         "flash_attn: head_dim must be one of 64, 96, 128, 192, 256");
-  }
-  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) {
-    return Status::Error(StatusCode::kInvalidArgument, "flash_attn: sizes must be >= 0");
-  }
-  if (p.heads_q < 1 || p.heads_k < 1 || p.heads_q % p.heads_k != 0) {
-    return Status::Error(StatusCode::kInvalidArgument,
-                         "flash_attn: heads_q must be a positive multiple of heads_k");
-  }
-  if (p.window_left < -1 || p.window_right < -1) {
-    return Status::Error(StatusCode::kInvalidArgument, "flash_attn: window bounds must be >= -1");
-  }
-  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) {
-    return Status::Error(StatusCode::kInvalidArgument,
-                         "flash_attn: cu_seqlens_q and cu_seqlens_k must be given together");
-  }
-  return Status::Ok();
+  return check_problem_shape(p);
 }
 
 Status check_cu_seqlens(const int32_t* cu, int64_t batch, int64_t total, int64_t max_seqlen,

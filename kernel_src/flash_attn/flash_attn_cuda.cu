@@ -23,30 +23,16 @@ namespace {
 // gridDim.y and gridDim.z are at most 65535.
 constexpr int64_t kMaxGridYZ = 65535;
 
-Status unsupported_dtype() {
-  return Status::Error(StatusCode::kUnsupportedDType,
-                       "flash_attn: CUDA tensors must be float16 or bfloat16");
-}
-
 bool rows_are_16_byte_aligned(const void* pointer, const Strides& s) {
   return all_aligned({pointer}, 16) && s.batch % 8 == 0 && s.row % 8 == 0 && s.head % 8 == 0;
 }
 
 Status check_problem(const Problem& p) {
-  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return unsupported_dtype();
-  if (!is_supported_head_dim(p.head_dim)) {
-    return invalid("flash_attn: head_dim must be 64, 96, 128, 192 or 256");
+  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) {
+    return Status::Error(StatusCode::kUnsupportedDType,
+                         "flash_attn: CUDA tensors must be float16 or bfloat16");
   }
-  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0 || p.max_seqlen_q < 0 ||
-      p.max_seqlen_k < 0 || p.heads_q < 0 || p.heads_k < 1) {
-    return invalid("flash_attn: sizes must be non-negative and heads_k at least 1");
-  }
-  if (p.heads_q % p.heads_k != 0) {
-    return invalid("flash_attn: heads_q must be a multiple of heads_k");
-  }
-  if (p.window_left < -1 || p.window_right < -1) {
-    return invalid("flash_attn: window bounds must be >= -1 (-1: unbounded)");
-  }
+  if (Status s = check_problem_shape(p); !s.ok()) return s;
   if (p.seqlen_q >= sm80::kUnbounded || p.seqlen_k >= sm80::kUnbounded) {
     return invalid("flash_attn: CUDA kernels take fewer than 2^30 query and key rows");
   }
