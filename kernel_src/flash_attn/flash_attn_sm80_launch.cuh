@@ -1,15 +1,14 @@
-// The sm_80 FlashAttention launchers declared in flash_attn_sm80_launch.h: shared-memory opt-in,
-// grid shapes and the kernel launches on the caller's stream. Included only by the generated
-// instantiations/*.cu. Framework-free: CUDA headers only.
+// The sm_80 FlashAttention launchers declared in flash_attn_sm80_launch.h: the schedule of
+// flash_attn_sm80_schedule.cuh, run with the shared-memory opt-in and launches on the caller's
+// stream. Included only by the generated instantiations/*.cu. Framework-free: CUDA headers only.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "_common/cuda_check.cuh"
 #include "_common/status.h"
-#include "flash_attn/flash_attn_sm80_bwd.cuh"
-#include "flash_attn/flash_attn_sm80_fwd.cuh"
 #include "flash_attn/flash_attn_sm80_launch.h"
+#include "flash_attn/flash_attn_sm80_schedule.cuh"
 
 namespace tk::flash_attn::sm80 {
 
@@ -34,41 +33,28 @@ Status allow_shared_memory(Kernel kernel, int bytes) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
+// The GPU side of schedule_fwd / schedule_bwd: opt in to the shared memory, launch on the
+// caller's stream, report the launch error.
+struct GpuLauncher {
+  template <typename Kernel>
+  static Status launch(Kernel kernel, int smem_bytes, dim3 grid, const Params& p,
+                       cudaStream_t stream) {
+    if (smem_bytes > 0) {
+      if (Status s = allow_shared_memory(kernel, smem_bytes); !s.ok()) return s;
+    }
+    kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
+    return check_last_launch();
+  }
+};
+
 template <typename T, int kHeadDim>
 Status run_fwd(const Params& p, cudaStream_t stream) {
-  using Shape = FwdShape<kHeadDim>;
-  const auto kernel = fwd_kernel<T, kHeadDim>;
-  if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-  const dim3 grid((p.max_seqlen_q + Shape::kRows - 1) / Shape::kRows, p.heads_q, p.batch);
-  kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-  return check_last_launch();
+  return schedule_fwd<GpuLauncher, T, kHeadDim>(p, stream);
 }
 
 template <typename T, int kHeadDim>
 Status run_bwd(const Params& p, cudaStream_t stream) {
-  if (p.max_seqlen_q > 0) {
-    const dim3 grid((p.max_seqlen_q + kDeltaRowsPerBlock - 1) / kDeltaRowsPerBlock, p.heads_q,
-                    p.batch);
-    bwd_delta_kernel<T, kHeadDim><<<grid, kThreads, 0, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  if (p.max_seqlen_k > 0) {
-    using Shape = DkDvShape<kHeadDim>;
-    const auto kernel = bwd_dk_dv_kernel<T, kHeadDim>;
-    if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-    const dim3 grid((p.max_seqlen_k + Shape::kKeys - 1) / Shape::kKeys, p.heads_k, p.batch);
-    kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  if (p.max_seqlen_q > 0) {
-    using Shape = DqShape<kHeadDim>;
-    const auto kernel = bwd_dq_kernel<T, kHeadDim>;
-    if (Status s = allow_shared_memory(kernel, Shape::kSmemBytes); !s.ok()) return s;
-    const dim3 grid((p.max_seqlen_q + Shape::kRows - 1) / Shape::kRows, p.heads_q, p.batch);
-    kernel<<<grid, kThreads, Shape::kSmemBytes, stream>>>(p);
-    if (Status s = check_last_launch(); !s.ok()) return s;
-  }
-  return Status::Ok();
+  return schedule_bwd<GpuLauncher, T, kHeadDim>(p, stream);
 }
 
 }  // namespace tk::flash_attn::sm80

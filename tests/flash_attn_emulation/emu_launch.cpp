@@ -1,45 +1,35 @@
-// run_fwd / run_bwd of flash_attn_sm80_launch.h on the emulator: the same kernels and grids as
-// flash_attn_sm80_launch.cuh, launched by emu::launch.
+// run_fwd / run_bwd of flash_attn_sm80_launch.h on the emulator: the schedule of
+// flash_attn_sm80_schedule.cuh (the GPU's kernels and grids), launched by emu::launch.
 #include "flash_attn/flash_attn_sm80_ptx.cuh"  // the emulated one, before the kernels
 
-#include "flash_attn/flash_attn_sm80_bwd.cuh"
-#include "flash_attn/flash_attn_sm80_fwd.cuh"
 #include "flash_attn/flash_attn_sm80_launch.h"
+#include "flash_attn/flash_attn_sm80_schedule.cuh"
 
 namespace tk::flash_attn::sm80 {
 
 // The kernels' `extern __shared__` array: 227 KiB, the most a Hopper block may have.
 alignas(16) unsigned char smem[232448];
 
+// Runs a kernel of the schedule on the emulator, in place of a launch.
+struct EmulatedLauncher {
+  template <typename Kernel>
+  static Status launch(Kernel kernel, int smem_bytes, dim3 grid, const Params& p, cudaStream_t) {
+    if (smem_bytes > static_cast<int>(sizeof(smem))) {
+      return Status::Error(StatusCode::kInvalidArgument, "emulator: shared memory too small");
+    }
+    emu::launch(kernel, grid, p);
+    return Status::Ok();
+  }
+};
+
 template <typename T, int kHeadDim>
-Status run_fwd(const Params& p, cudaStream_t) {
-  using Shape = FwdShape<kHeadDim>;
-  static_assert(Shape::kSmemBytes <= sizeof(smem));
-  emu::launch(fwd_kernel<T, kHeadDim>,
-              dim3((p.max_seqlen_q + Shape::kRows - 1) / Shape::kRows, p.heads_q, p.batch), p);
-  return Status::Ok();
+Status run_fwd(const Params& p, cudaStream_t stream) {
+  return schedule_fwd<EmulatedLauncher, T, kHeadDim>(p, stream);
 }
 
 template <typename T, int kHeadDim>
-Status run_bwd(const Params& p, cudaStream_t) {
-  using DkDv = DkDvShape<kHeadDim>;
-  using Dq = DqShape<kHeadDim>;
-  static_assert(DkDv::kSmemBytes <= sizeof(smem) && Dq::kSmemBytes <= sizeof(smem));
-  if (p.max_seqlen_q > 0) {
-    emu::launch(bwd_delta_kernel<T, kHeadDim>,
-                dim3((p.max_seqlen_q + kDeltaRowsPerBlock - 1) / kDeltaRowsPerBlock, p.heads_q,
-                     p.batch),
-                p);
-  }
-  if (p.max_seqlen_k > 0) {
-    emu::launch(bwd_dk_dv_kernel<T, kHeadDim>,
-                dim3((p.max_seqlen_k + DkDv::kKeys - 1) / DkDv::kKeys, p.heads_k, p.batch), p);
-  }
-  if (p.max_seqlen_q > 0) {
-    emu::launch(bwd_dq_kernel<T, kHeadDim>,
-                dim3((p.max_seqlen_q + Dq::kRows - 1) / Dq::kRows, p.heads_q, p.batch), p);
-  }
-  return Status::Ok();
+Status run_bwd(const Params& p, cudaStream_t stream) {
+  return schedule_bwd<EmulatedLauncher, T, kHeadDim>(p, stream);
 }
 
 #define TK_EMULATE(T, D)                                          \
