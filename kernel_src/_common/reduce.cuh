@@ -38,21 +38,4 @@ __device__ __forceinline__ float block_sum(float value, BlockSumScratch& scratch
   return warp_sum(partial);
 }
 
-// Scratch for block_sum2: two partials per warp.
-struct BlockSum2Scratch {
-  float2 warp_partials[kWarpSize];
-};
-
-// Two sums over a 1-D block for the price of one barrier; the rules of block_sum apply.
-__device__ __forceinline__ float2 block_sum2(float2 value, BlockSum2Scratch& scratch) {
-  const int lane = threadIdx.x % kWarpSize;
-  const int warp = threadIdx.x / kWarpSize;
-  const int num_warps = blockDim.x / kWarpSize;
-  value = make_float2(warp_sum(value.x), warp_sum(value.y));
-  if (lane == 0) scratch.warp_partials[warp] = value;
-  __syncthreads();
-  const float2 partial = lane < num_warps ? scratch.warp_partials[lane] : make_float2(0.0f, 0.0f);
-  return make_float2(warp_sum(partial.x), warp_sum(partial.y));
-}
-
 }  // namespace tk

@@ -132,22 +132,6 @@ __device__ __forceinline__ float looped_row_sum(float value, int threads_per_row
   return threads_per_row == kWarpSize ? warp_sum(value) : block_sum(value, scratch);
 }
 
-// Two sums at once (the backward's sum(g) and sum(g * xhat)): one barrier instead of two.
-template <int kThreadsPerRow>
-__device__ __forceinline__ float2 row_sum2(float2 value, BlockSum2Scratch& scratch) {
-  if constexpr (kThreadsPerRow == kWarpSize) {
-    return make_float2(warp_sum(value.x), warp_sum(value.y));
-  } else {
-    return block_sum2(value, scratch);
-  }
-}
-
-__device__ __forceinline__ float2 looped_row_sum2(float2 value, int threads_per_row,
-                                                  BlockSum2Scratch& scratch) {
-  return threads_per_row == kWarpSize ? make_float2(warp_sum(value.x), warp_sum(value.y))
-                                      : block_sum2(value, scratch);
-}
-
 // Loads this thread's vectors of one row; vectors past the row's end read as zero.
 template <int kThreadsPerRow, int kVecsPerThread, typename T, int N>
 __device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const Vec<T, N>* row,
@@ -539,7 +523,7 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
     adaln_bwd_resident(BwdParams<T> p) {
   constexpr int kVec = kElemsPer16Bytes<T>;
   using V = Vec<T, kVec>;
-  __shared__ BlockSum2Scratch scratch[2];
+  __shared__ BlockSumScratch scratch[2];
   const int lane = threadIdx.x;
   const int num_vecs = p.hidden / kVec;
   const bool active = lane < num_vecs;
@@ -557,13 +541,12 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
     const int64_t at = row * num_vecs + lane;
     const int64_t scale_at = modulation_row(p.scale_per_token, row, sample) * num_vecs + lane;
     const int64_t gate_at = modulation_row(p.gate_per_token, row, sample) * num_vecs + lane;
-    // The next row's dy and z (and per-token scale) are requested too, into L1 (no registers:
-    // holding them spilled 16-bit rows), so they stream in during this row's reductions; with only this row's loads
+    // The next row's dy and z are requested too, into L1 (no registers: holding them spilled
+    // 16-bit rows), so they stream in during this row's reductions; with only this row's loads
     // in flight the bandwidth stalled at 30-53% of copy (per-sample scale, H200).
     if (active && row + 1 < end) {
       prefetch_l1(reinterpret_cast<const V*>(p.dy) + at + num_vecs);
       prefetch_l1(reinterpret_cast<const V*>(p.z) + at + num_vecs);
-      if (p.scale_per_token) prefetch_l1(scale_rows + scale_at + num_vecs);
     }
     const V dy = load_or(active, reinterpret_cast<const V*>(p.dy), at, zero);
     const V z = load_or(active, reinterpret_cast<const V*>(p.z), at, zero);
@@ -582,10 +565,13 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
       grad_sums(dy, z, scale_rows[scale_at], load_or(weight != nullptr, weight, lane, one), mean,
                 rstd, sum_g, sum_gx);
     }
-    const float2 sums = row_sum2<kThreadsPerRow>(make_float2(sum_g, sum_gx), scratch[parity]);
+    float mean_g = 0.0f;
+    if (p.layer) {
+      mean_g = row_sum<kThreadsPerRow>(sum_g, scratch[parity]) * p.inv_hidden;
+      parity ^= 1;
+    }
+    const float mean_gx = row_sum<kThreadsPerRow>(sum_gx, scratch[parity]) * p.inv_hidden;
     parity ^= 1;
-    const float mean_g = p.layer ? sums.x * p.inv_hidden : 0.0f;  // RMSNorm: no mean term
-    const float mean_gx = sums.y * p.inv_hidden;
     if (!active) continue;
 
     // The barrier in row_sum keeps the compiler from reusing the loads above: these re-read.
@@ -613,7 +599,7 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
 template <typename T, int kVecElems>
 __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<T> p) {
   using V = Vec<T, kVecElems>;
-  __shared__ BlockSum2Scratch scratch[2];
+  __shared__ BlockSumScratch scratch[2];
   const int threads_per_row = blockDim.x;
   const int lane = threadIdx.x;
   const int num_vecs = p.hidden / kVecElems;
@@ -647,11 +633,13 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
       const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
       grad_sums(dy[v], z[v], scale[v], w, mean, rstd, sum_g, sum_gx);
     }
-    const float2 sums =
-        looped_row_sum2(make_float2(sum_g, sum_gx), threads_per_row, scratch[parity]);
+    float mean_g = 0.0f;
+    if (p.layer) {
+      mean_g = looped_row_sum(sum_g, threads_per_row, scratch[parity]) * p.inv_hidden;
+      parity ^= 1;
+    }
+    const float mean_gx = looped_row_sum(sum_gx, threads_per_row, scratch[parity]) * p.inv_hidden;
     parity ^= 1;
-    const float mean_g = p.layer ? sums.x * p.inv_hidden : 0.0f;  // RMSNorm: no mean term
-    const float mean_gx = sums.y * p.inv_hidden;
 
     const V* gate = reinterpret_cast<const V*>(p.gate) +
                     modulation_row(p.gate_per_token, row, sample) * num_vecs;
