@@ -119,10 +119,15 @@ def _describe(config, toolchain: Toolchain, variant: PlannedVariant, options) ->
 
 
 def _metadata_archs(per_kernel: list[tuple[str, ...]]) -> tuple[str, ...] | None:
-    """The capabilities every CUDA kernel has SASS for; +PTX on the highest (see gencode)."""
+    """The capabilities every CUDA kernel has SASS for; +PTX on the highest (see gencode).
+
+    SASS for "9.0a" runs on a 9.0 GPU, so it covers "9.0" here: a variant whose attention
+    kernels are built for 9.0a and the rest for 9.0 is a 9.0 variant.
+    """
     if not per_kernel:
         return None
-    common = sorted(set.intersection(*(set(caps) for caps in per_kernel)), key=_cap_key)
+    covered = [{cap.replace("+PTX", "").rstrip("a") for cap in caps} for caps in per_kernel]
+    common = sorted(set.intersection(*covered), key=_cap_key)
     return tuple(common[:-1]) + (f"{common[-1]}+PTX",) if common else None
 
 

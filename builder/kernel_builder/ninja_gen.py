@@ -34,12 +34,19 @@ class NinjaPlan:
 
 
 def gencode_flags(capabilities: tuple[str, ...]) -> list[str]:
-    """SASS for every capability, PTX for the highest so newer GPUs can JIT it."""
+    """SASS for every capability, PTX for the highest so newer GPUs can JIT it.
+
+    An arch-specific capability ("9.0a") gets its own SASS, but the PTX is the plain one
+    ("compute_90"): arch-specific PTX runs on that one architecture only. Each capability is
+    also named to the source as a macro (9.0a -> TK_CUDA_SM_90A, 8.0 -> TK_CUDA_SM_80), so that
+    host code can tell which arch-specific kernels exist in this build.
+    """
     flags = []
     for cap in capabilities:
         arch = cap.replace(".", "").replace("+PTX", "")
-        flags += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        flags += ["-gencode", f"arch=compute_{arch},code=sm_{arch}", f"-DTK_CUDA_SM_{arch.upper()}"]
     top = max(capabilities, key=_capability_key).replace(".", "").replace("+PTX", "")
+    top = top.rstrip("a")
     flags += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
     return flags
 
@@ -47,8 +54,20 @@ def gencode_flags(capabilities: tuple[str, ...]) -> list[str]:
 def kernel_capabilities(
     kernel: KernelConfig, override: tuple[str, ...] | None
 ) -> tuple[str, ...]:
-    """`--arch` wins over the kernel's `cuda-capabilities`, which wins over the default."""
-    return override or kernel.cuda_capabilities or DEFAULT_CUDA_CAPABILITIES
+    """`--arch` wins over the kernel's `cuda-capabilities`, which wins over the default.
+
+    `--arch 9.0` picks the capability; a kernel that declares its arch-specific form ("9.0a":
+    wgmma, setmaxnreg) keeps that form, since its sources need it.
+    """
+    if not override:
+        return kernel.cuda_capabilities or DEFAULT_CUDA_CAPABILITIES
+    declared = set(kernel.cuda_capabilities or ())
+    return tuple(
+        cap.replace("+PTX", "") + "a" + ("+PTX" if cap.endswith("+PTX") else "")
+        if cap.replace("+PTX", "") + "a" in declared
+        else cap
+        for cap in override
+    )
 
 
 def _capability_key(cap: str) -> tuple[int, int, str]:
