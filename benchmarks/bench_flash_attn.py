@@ -32,6 +32,8 @@ KERNEL = "flash_attn"
 SHAPES = {
     "llm": [(4, 32, 4096, 128), (1, 24, 8192, 128)],
     "long": [(2, 16, 16384, 64)],
+    # The largest head dim (issue 4's target: >= 1.0x SDPA-flash there too).
+    "wide": [(4, 16, 4096, 256)],
 }
 QUICK_SHAPES = [(4, 32, 4096, 128)]
 # The fp32 truth is computed over chunks of (batch x head) slices with at most this many score

@@ -491,7 +491,7 @@ def test_generator_check_notices_drift(tmp_path):
     first.write_text(first.read_text() + "// edited\n")
     (generated / "flash_attn_fwd_hdim80_bf16.cu").write_text("")
     build_toml = tmp_path / "build.toml"
-    build_toml.write_text(build_toml.read_text().replace('"9.0"]', '"9.0", "10.0"]'))
+    build_toml.write_text(build_toml.read_text().replace('"9.0a"]', '"9.0a", "10.0"]'))
     result = _generator("--root", str(tmp_path), "--check")
     assert result.returncode == 1
     for name in (first.name, "flash_attn_fwd_hdim80_bf16.cu", "build.toml"):

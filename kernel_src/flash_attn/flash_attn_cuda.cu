@@ -11,11 +11,13 @@
 
 #include <cstdint>
 
+#include "_common/cuda_check.cuh"
 #include "_common/launch_util.h"
 #include "_common/status.h"
 #include "flash_attn/flash_attn.h"
 #include "flash_attn/flash_attn_sm80_launch.h"
 #include "flash_attn/flash_attn_sm80_params.h"
+#include "flash_attn/flash_attn_sm90_launch.h"
 
 namespace tk::flash_attn {
 namespace {
@@ -101,9 +103,43 @@ struct RunFwd {
 };
 
 template <typename T, int kHeadDim>
+struct RunFwdSm90 {
+  static Status call(const sm80::Params& p, cudaStream_t s) {
+    if constexpr (sm90::has_fwd(kHeadDim)) return sm90::run_fwd<T, kHeadDim>(p, s);
+    return RunFwd<T, kHeadDim>::call(p, s);
+  }
+};
+
+template <typename T, int kHeadDim>
 struct RunBwd {
   static Status call(const sm80::Params& p, cudaStream_t s) { return sm80::run_bwd<T, kHeadDim>(p, s); }
 };
+
+// The sm_90a forward runs on sm_90 GPUs when this build has sm_90a code (the builder defines
+// TK_CUDA_SM_90A) and the head dim has a kernel; every key row count > 0 (TMA maps have no
+// empty dimension).
+Status use_sm90_fwd(const Problem& p, bool* use) {
+  *use = false;
+#ifdef TK_CUDA_SM_90A
+  if (!sm90::has_fwd(static_cast<int>(p.head_dim)) || p.seqlen_k == 0) return Status::Ok();
+  int device = 0;
+  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return status_from(err);
+  int major = 0;
+  int minor = 0;
+  if (const cudaError_t err =
+          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+      err != cudaSuccess) {
+    return status_from(err);
+  }
+  if (const cudaError_t err =
+          cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+      err != cudaSuccess) {
+    return status_from(err);
+  }
+  *use = major == 9 && minor == 0;
+#endif
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -123,6 +159,9 @@ Status fwd_cuda(const FwdArgs& a, void* stream) {
   params.v = a.v;
   params.out = a.out;
   params.lse = a.lse;
+  bool sm90 = false;
+  if (Status s = use_sm90_fwd(p, &sm90); !s.ok()) return s;
+  if (sm90) return dispatch<RunFwdSm90>(p, params, static_cast<cudaStream_t>(stream));
   return dispatch<RunFwd>(p, params, static_cast<cudaStream_t>(stream));
 }
 

@@ -1,0 +1,135 @@
+// The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
+// mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
+// shared-memory matrix descriptors for wgmma, the wgmma fence / commit / wait, and setmaxnreg.
+// The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
+// mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
+//
+// Tile layout (what TMA writes with CU_TENSOR_MAP_SWIZZLE_128B and wgmma reads with a 128-byte
+// swizzle descriptor): a tile of R rows x D elements (16-bit) is stored as D / 64 column chunks,
+// each R rows of 128 bytes; inside a chunk, 16-byte unit u of row r sits at unit u ^ (r % 8).
+// A chunk starts on a 1024-byte boundary (8 rows: the period of the swizzle).
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tk::flash_attn::sm90 {
+
+inline constexpr int kChunkElements = 64;  // 16-bit elements per 128-byte swizzled row
+inline constexpr int kSwizzleBytes = 1024;  // 8 rows of 128 bytes
+
+__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// ---- mbarrier -------------------------------------------------------------------------------
+
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, int arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)),
+               "r"(arrivals)
+               : "memory");
+}
+
+// Makes the initialised barriers visible to the copy engine; a __syncthreads must follow.
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// One arrival that also announces `bytes` of copies completing on this phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                   shared_address(bar)),
+               "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
+}
+
+// Waits until the phase of parity `parity` has completed. A new barrier is in phase 0, so a
+// wait for parity 1 returns at once: producers wait on "slot free" with the flipped parity.
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n"
+      "}\n" ::"r"(shared_address(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// ---- TMA --------------------------------------------------------------------------------------
+
+// Copies the box at (c0, c1, c2, c3) of a 4-D tensor map into shared memory; the bytes count
+// toward `bar`'s transaction count. Coordinates past the tensor's extent read as zero.
+__device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, uint64_t* bar,
+                                            int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2];\n" ::"r"(shared_address(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(c0), "r"(c1), "r"(c2),
+      "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// ---- wgmma ------------------------------------------------------------------------------------
+
+// Descriptor of a 128-byte-swizzled operand starting at `smem` (shared-memory address).
+// K-major (A, and B of S = Q K^T): rows are M or N, 8-row groups 1024 bytes apart (stride byte
+// offset); the leading byte offset is unused. N-major (B of O = P V, rows are K): 8-row groups
+// along K 1024 bytes apart, and 64-column chunks along N `chunk_bytes` apart (leading byte
+// offset). Offsets are encoded in 16-byte units; bits 62-63 = 1 select the 128-byte swizzle.
+__device__ __forceinline__ uint64_t smem_descriptor(uint32_t smem, uint32_t chunk_bytes) {
+  return static_cast<uint64_t>((smem & 0x3FFFF) >> 4) |
+         static_cast<uint64_t>(chunk_bytes >> 4) << 16 |
+         static_cast<uint64_t>(kSwizzleBytes >> 4) << 32 | uint64_t{1} << 62;
+}
+
+// Orders this thread's register writes before the next wgmma reads them.
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+// Waits until at most kPending committed wgmma groups of this warpgroup are in flight.
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Keeps the compiler from moving accesses of the accumulators across a wgmma boundary (the
+// asynchronous instruction reads and writes them behind its back).
+template <int kTiles>
+__device__ __forceinline__ void fence_registers(float (&d)[kTiles][4]) {
+#pragma unroll
+  for (int n = 0; n < kTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[n][e])::"memory");
+  }
+}
+
+// ---- register reallocation between warpgroups ---------------------------------------------------
+
+template <int kRegisters>
+__device__ __forceinline__ void release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+template <int kRegisters>
+__device__ __forceinline__ void claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+}  // namespace tk::flash_attn::sm90
