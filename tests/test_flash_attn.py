@@ -371,10 +371,11 @@ def test_bad_inputs_raise_errors_naming_the_argument(backend):
 
 # ---------------------------------------------------------------- CUDA kernels, emulated on the CPU
 
-# The sm_80 kernels' own source, compiled by g++ against tests/flash_attn_emulation (host
-# stand-ins for threadIdx, barriers, shuffles, ldmatrix and mma), called through fwd_cuda and
-# bwd_cuda: index and mask errors show up here without a GPU. Tiny shapes: every CUDA thread is
-# an OS thread.
+# The CUDA kernels' own source, compiled by g++ against tests/flash_attn_emulation (host
+# stand-ins for threadIdx, barriers, shuffles, ldmatrix, mma.sync, mbarriers, TMA and wgmma),
+# called through fwd_cuda and bwd_cuda on an emulated sm_80 or sm_90 GPU, so each picks the
+# kernels that GPU runs: index, mask and pipeline errors show up here without a GPU. Tiny
+# shapes: every CUDA thread is an OS thread.
 EMULATION = ROOT / "tests" / "flash_attn_emulation"
 CUDA_INCLUDE = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
 # (batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype): every head
@@ -385,6 +386,14 @@ EMULATED_CASES = [
     (1, 33, 33, 2, 2, 128, False, (8, 4), torch.bfloat16),
     (1, 40, 17, 2, 2, 192, True, (-1, -1), torch.float16),
     (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
+]
+# sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window)
+# and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and Sq > Sk; GQA.
+EMULATED_SM90_CASES = [
+    (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
+    (1, 200, 150, 2, 2, 128, False, (8, 4), torch.float16),
+    (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.bfloat16),
+    (1, 40, 17, 2, 2, 256, True, (-1, -1), torch.float16),
 ]
 
 
@@ -401,7 +410,8 @@ def emulator(tmp_path_factory):
     objects = []
     for source, language in sources:
         obj = build / f"{source.stem}.o"
-        subprocess.run(["g++", "-std=c++20", "-O1", "-w", f"-I{EMULATION}", f"-I{kernel_src}",
+        subprocess.run(["g++", "-std=c++20", "-O1", "-w", "-DTK_CUDA_SM_90A", f"-I{EMULATION}",
+                        f"-I{kernel_src}",
                         f"-I{CUDA_INCLUDE}", *language, "-c", str(source), "-o", str(obj)],
                        check=True, capture_output=True)
         objects.append(str(obj))
@@ -410,8 +420,8 @@ def emulator(tmp_path_factory):
     return binary
 
 
-def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None):
-    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator."""
+def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, sm=80):
+    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator (capability sm)."""
     q, k, v = leaves
     head_dim = q.shape[-1]
     if varlen is None:
@@ -429,7 +439,8 @@ def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None):
     (directory / "problem.txt").write_text(" ".join(map(str, fields)))
     for name, t in zip(("q", "k", "v", "dout"), (q, k, v, dout)):
         t.contiguous().view(torch.int16).numpy().tofile(directory / f"{name}.bin")
-    result = subprocess.run([str(binary), str(directory)], capture_output=True, text=True)
+    result = subprocess.run([str(binary), str(directory)], capture_output=True, text=True,
+                            env={**os.environ, "TK_EMULATED_SM": str(sm)})
     assert result.returncode == 0, result.stderr
 
     def load(name, shape, dtype=q.dtype):
@@ -443,24 +454,29 @@ def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None):
             tuple(load(n, t.shape) for n, t in zip(("dq", "dk", "dv"), (q, k, v))))
 
 
-@pytest.mark.parametrize("case", EMULATED_CASES, ids=lambda c: f"hdim{c[5]}")
-def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, case):
+@pytest.mark.parametrize(
+    ("sm", "case"),
+    [(80, c) for c in EMULATED_CASES] + [(90, c) for c in EMULATED_SM90_CASES],
+    ids=lambda v: f"hdim{v[5]}-{v[1]}x{v[2]}" if isinstance(v, tuple) else f"sm{v}")
+def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, sm, case):
     batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
     leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
     dout = torch.randn_like(leaves[0])
-    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window)
-    _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout, f"emulated {case}",
-                             causal=causal, window=window)
+    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window, sm=sm)
+    _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout,
+                             f"emulated sm_{sm} {case}", causal=causal, window=window)
 
 
-def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path):
+@pytest.mark.parametrize("sm", [80, 90], ids=lambda v: f"sm{v}")
+def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path, sm):
     lengths_q, lengths_k = [1, 37, 0, 3, 20], [9, 37, 5, 0, 6]
     q, cu_q = _packed(lengths_q, 4, 64, torch.bfloat16, "cpu")
     k, cu_k = _packed(lengths_k, 2, 64, torch.bfloat16, "cpu")
     v = torch.randn_like(k)
     dout = torch.randn_like(q)
     varlen = (cu_q, cu_k, max(lengths_q), max(lengths_k))
-    out, lse, grads = _run_emulated(emulator, tmp_path, [q, k, v], dout, True, (-1, -1), varlen)
+    out, lse, grads = _run_emulated(emulator, tmp_path, [q, k, v], dout, True, (-1, -1), varlen,
+                                    sm=sm)
     _check_against_reference(cpu_kernel, [q, k, v], out, lse, grads, dout, "emulated varlen",
                              causal=True, window=(-1, -1), cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
     assert (grads[1][sum(lengths_k[:2]):sum(lengths_k[:3])] == 0).all()

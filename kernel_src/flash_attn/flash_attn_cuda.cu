@@ -115,13 +115,23 @@ struct RunBwd {
   static Status call(const sm80::Params& p, cudaStream_t s) { return sm80::run_bwd<T, kHeadDim>(p, s); }
 };
 
-// The sm_90a forward runs on sm_90 GPUs when this build has sm_90a code (the builder defines
-// TK_CUDA_SM_90A) and the head dim has a kernel; every key row count > 0 (TMA maps have no
-// empty dimension).
-Status use_sm90_fwd(const Problem& p, bool* use) {
+template <typename T, int kHeadDim>
+struct RunBwdSm90 {
+  static Status call(const sm80::Params& p, cudaStream_t s) {
+    if constexpr (sm90::has_bwd(kHeadDim)) return sm90::run_bwd<T, kHeadDim>(p, s);
+    return RunBwd<T, kHeadDim>::call(p, s);
+  }
+};
+
+// The sm_90a kernels run on sm_90 GPUs when this build has sm_90a code (the builder defines
+// TK_CUDA_SM_90A), for the head dims they have (`has`), when both q and k have rows (TMA maps
+// have no empty dimension).
+Status use_sm90(const Problem& p, bool (*has)(int), bool* use) {
   *use = false;
 #ifdef TK_CUDA_SM_90A
-  if (!sm90::has_fwd(static_cast<int>(p.head_dim)) || p.seqlen_k == 0) return Status::Ok();
+  if (!has(static_cast<int>(p.head_dim)) || p.seqlen_q == 0 || p.seqlen_k == 0) {
+    return Status::Ok();
+  }
   int device = 0;
   if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return status_from(err);
   int major = 0;
@@ -160,7 +170,7 @@ Status fwd_cuda(const FwdArgs& a, void* stream) {
   params.out = a.out;
   params.lse = a.lse;
   bool sm90 = false;
-  if (Status s = use_sm90_fwd(p, &sm90); !s.ok()) return s;
+  if (Status s = use_sm90(p, sm90::has_fwd, &sm90); !s.ok()) return s;
   if (sm90) return dispatch<RunFwdSm90>(p, params, static_cast<cudaStream_t>(stream));
   return dispatch<RunFwd>(p, params, static_cast<cudaStream_t>(stream));
 }
@@ -196,6 +206,9 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
   params.dq = a.dq;
   params.dk = a.dk;
   params.dv = a.dv;
+  bool sm90 = false;
+  if (Status s = use_sm90(p, sm90::has_bwd, &sm90); !s.ok()) return s;
+  if (sm90) return dispatch<RunBwdSm90>(p, params, static_cast<cudaStream_t>(stream));
   return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream));
 }
 

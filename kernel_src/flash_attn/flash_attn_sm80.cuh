@@ -142,11 +142,11 @@ struct QueryBlock {
 };
 
 template <int kRows, int kKeys>
-__device__ __forceinline__ QueryBlock query_block(const Params& p) {
+__device__ __forceinline__ QueryBlock query_block(const Params& p, int row_tile = blockIdx.x) {
   QueryBlock b;
   b.seq = sequence_of(p, blockIdx.z);
   b.mask = mask_of(p, b.seq);
-  b.m0 = blockIdx.x * kRows;
+  b.m0 = row_tile * kRows;
   b.h = blockIdx.y;
   b.hk = b.h / p.group;
   b.first_tile = 0;

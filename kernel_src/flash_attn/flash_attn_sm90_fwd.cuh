@@ -4,25 +4,22 @@
 //   warpgroup 0, the producer: one thread issues the TMA copies of the Q tile and of the K and V
 //     tiles through kStages shared-memory stages, each stage guarded by a "full" mbarrier (the
 //     copy landed) and an "empty" one (both consumers are done with it); it keeps 24 registers.
-//   warpgroups 1 and 2, the consumers: 64 query rows each, 240 registers. Per key tile:
-//     S = Q K^T (wgmma, both operands in shared memory), the mask and the online softmax in
-//     registers (the sm_80 code: a wgmma accumulator row is laid out like an mma.sync C tile),
-//     then O += P V with P converted in registers into wgmma's A fragments.
-// While one consumer runs its softmax the other's wgmma keeps the tensor cores busy, and the
-// producer keeps the next tiles in flight. The mask, sequence and key-tile range logic is the
-// sm_80 kernels' (flash_attn_sm80.cuh). Framework-free: CUDA headers only.
+//   warpgroups 1.., the consumers: 64 query rows each, the rest of the registers. Per key
+//     tile j: S_j = Q K_j^T (wgmma, both operands in shared memory) is issued together with
+//     O += P_{j-1} V_{j-1} (P in registers as wgmma A fragments), so the mask and online
+//     softmax of S_j (registers; a wgmma accumulator row is laid out like an mma.sync C tile)
+//     run while the tensor cores do P V of the previous tile; O is rescaled once that is done.
+// Scores stay unscaled until the exponent: exp2(s * scale * log2 e - max * scale * log2 e) is one
+// FFMA per score. Blocks of causal (or right-windowed) attention run the longest row tiles first.
+// The mask, sequence and key-tile range logic is the sm_80 kernels' (flash_attn_sm80.cuh).
+// Framework-free: CUDA headers only.
 #pragma once
 
 #include <cuda.h>
 
-#include "flash_attn/flash_attn_sm80_fwd.cuh"
-#include "flash_attn/flash_attn_sm80_params.h"
-#include "flash_attn/flash_attn_sm90_ptx.cuh"
-#include "flash_attn/flash_attn_sm90_wgmma.cuh"
+#include "flash_attn/flash_attn_sm90.cuh"
 
 namespace tk::flash_attn::sm90 {
-
-using sm80::Params;
 
 // The host API's arguments plus one TMA descriptor per input. Each map is 4-D, innermost
 // first: (head_dim, a, b, batch) where (a, b) is (heads, rows) or (rows, heads), whichever puts
@@ -39,36 +36,65 @@ struct FwdParams {
 
 template <int kHeadDim>
 struct FwdShape {
-  static constexpr int kConsumers = 2;
+  // Head dim 64 has half the matrix work per score of 128, so a third consumer warpgroup keeps
+  // the tensor cores fed while the others run their softmax.
+  static constexpr int kConsumers = kHeadDim == 64 ? 3 : 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kRows = 64 * kConsumers;
   // Head dim 256 takes 64-key tiles: its O accumulator is already 128 registers per thread.
   static constexpr int kKeys = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
-  static constexpr int kChunks = kHeadDim / kChunkElements;
   static constexpr int kQBytes = kRows * kHeadDim * 2;
   static constexpr int kKvBytes = kKeys * kHeadDim * 2;  // one K or V tile
   static constexpr int kBarriers = 1 + 4 * kStages;
   // Tiles, barriers, and slack to align the tiles to the swizzle period.
   static constexpr int kSmemBytes = kQBytes + 2 * kStages * kKvBytes + 8 * kBarriers +
                                     kSwizzleBytes;
-  // 24 + 2 x 240 registers per thread of a warpgroup stay within the 64K of a multiprocessor.
+  // Per thread: the producer keeps 24 registers and the consumers share the rest of the 64K
+  // of a multiprocessor (setmaxnreg counts in multiples of 8): 24 + 2 x 240, 24 + 3 x 160.
   static constexpr int kProducerRegisters = 24;
-  static constexpr int kConsumerRegisters = 240;
+  static constexpr int kConsumerRegisters = kConsumers == 2 ? 240 : 160;
 };
 
-// Copies rows [row, row + box rows) of one head into a tile, one 64-column chunk per copy.
-template <int kHeadDim, int kBoxRows, typename T>
-__device__ __forceinline__ void load_tile(T* tile, const CUtensorMap* map, bool rows_first,
-                                          uint64_t* bar, int head, int row, int batch) {
+// Online softmax over one tile of unscaled scores s (rows g and g + 8 of the warp): updates the
+// running max (unscaled) and the per-thread partial sum, replaces s by
+// p = exp2((s - max) * scale_log2), and returns in `rescale` the factor by which O must shrink.
+template <int kKeys>
+__device__ __forceinline__ void online_softmax(float (&s)[kKeys / 8][4], float (&row_max)[2],
+                                               float (&row_sum)[2], float (&rescale)[2],
+                                               float scale_log2) {
 #pragma unroll
-  for (int c = 0; c < kHeadDim / kChunkElements; ++c) {
-    T* chunk = tile + c * kBoxRows * kChunkElements;
-    if (rows_first) {
-      tma_load_4d(chunk, map, bar, c * kChunkElements, row, head, batch);
-    } else {
-      tma_load_4d(chunk, map, bar, c * kChunkElements, head, row, batch);
+  for (int half = 0; half < 2; ++half) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+      tile_max = fmaxf(tile_max, fmaxf(s[n][2 * half], s[n][2 * half + 1]));
     }
+    const float new_max = fmaxf(row_max[half], sm80::quad_max(tile_max));
+    // -inf while every key seen so far is masked for the row: subtract 0 instead, so that the
+    // masked scores give exp2(-inf) = 0 rather than NaN.
+    const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
+    rescale[half] = exp2f(row_max[half] * scale_log2 - base);
+    row_max[half] = new_max;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+      s[n][2 * half] = exp2f(fmaf(s[n][2 * half], scale_log2, -base));
+      s[n][2 * half + 1] = exp2f(fmaf(s[n][2 * half + 1], scale_log2, -base));
+      sum += s[n][2 * half] + s[n][2 * half + 1];
+    }
+    row_sum[half] = row_sum[half] * rescale[half] + sum;
+  }
+}
+
+template <int kTiles>
+__device__ __forceinline__ void scale_rows(float (&o)[kTiles][4], const float (&factor)[2]) {
+#pragma unroll
+  for (int n = 0; n < kTiles; ++n) {
+    o[n][0] *= factor[0];
+    o[n][1] *= factor[0];
+    o[n][2] *= factor[1];
+    o[n][3] *= factor[1];
   }
 }
 
@@ -97,7 +123,9 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
   uint64_t* k_empty = v_full + kStages;
   uint64_t* v_empty = k_empty + kStages;
 
-  const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p);
+  // Causal or right-windowed rows see more keys the later they are: start those first.
+  const int row_tile = p.window_right < sm80::kUnbounded ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p, row_tile);
   const sm80::Sequence& seq = block.seq;
   if (block.m0 >= seq.q_len) return;
   const int first_tile = block.first_tile;
@@ -147,63 +175,75 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
   const int warp = (threadIdx.x % 128) / 32;
   const int lane = threadIdx.x % 32;
   const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
+  const float scale_log2 = p.scale_log2;
   float o[kHeadDim / 8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0.0f, 0.0f};
-  if (first_tile < end_tile) mbarrier_wait(q_full, 0);
-  // This warpgroup's 64 rows of each Q chunk.
-  const uint32_t q_rows = shared_address(q_tile) + consumer * 64 * 128;
-  for (int tile = first_tile; tile < end_tile; ++tile) {
-    const int it = tile - first_tile;
-    const int s = it % kStages;
-    const uint32_t parity = (it / kStages) & 1;
-    const uint32_t k_stage = shared_address(k_tiles + s * kKeys * kHeadDim);
-    const uint32_t v_stage = shared_address(v_tiles + s * kKeys * kHeadDim);
+  if (first_tile < end_tile) {
+    // This warpgroup's 64 rows of each Q chunk.
+    const uint32_t q_rows = shared_address(q_tile) + consumer * 64 * 128;
+    const auto k_stage = [&](int s) { return shared_address(k_tiles + s * kKeys * kHeadDim); };
+    const auto v_stage = [&](int s) { return shared_address(v_tiles + s * kKeys * kHeadDim); };
+    // Scores of `tile` (complete in s): masked where needed, turned into probabilities.
+    float rescale[2];
+    const auto softmax = [&](float (&s)[kKeys / 8][4], int tile) {
+      const int j0 = tile * kKeys;
+      if (!block.mask.all_allowed(warp_row0, 16, j0, kKeys)) {
+        mask_rows<kKeys>(s, block.mask, warp_row0 + lane / 4, j0 + 2 * (lane % 4));
+      }
+      online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
+    };
 
     float sc[kKeys / 8][4] = {};
-    mbarrier_wait(&k_full[s], parity);
+    uint32_t pa[kKeys / 16][4];
+    mbarrier_wait(q_full, 0);
+    mbarrier_wait(&k_full[0], 0);
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      // k-step kk: chunk kk / 4, bytes 32 (kk % 4) into its 128-byte rows.
-      const uint32_t chunk = kk / 4;
-      const uint32_t within = (kk % 4) * 32;
-      wgmma_ss<T>(sc, smem_descriptor(q_rows + chunk * kRows * 128 + within, 0),
-                  smem_descriptor(k_stage + chunk * kKeys * 128 + within, 0), kk > 0);
-    }
+    issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(0));
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(sc);
-    if (lane == 0) mbarrier_arrive(&k_empty[s]);
+    if (lane == 0) mbarrier_arrive(&k_empty[0]);
+    softmax(sc, first_tile);
+    a_fragments<T, kKeys>(pa, sc);
 
-    const int j0 = tile * kKeys;
-    sm80::scale_and_mask_rows<kKeys>(sc, p.scale_log2, block.mask, warp_row0 + lane / 4,
-                                     j0 + 2 * (lane % 4),
-                                     !block.mask.all_allowed(warp_row0, 16, j0, kKeys));
-    sm80::online_softmax<kKeys, kHeadDim>(sc, o, row_max, row_sum);
+    for (int tile = first_tile + 1; tile < end_tile; ++tile) {
+      const int it = tile - first_tile;
+      const int s = it % kStages;
+      const int prev = (it - 1) % kStages;
+      mbarrier_wait(&k_full[s], (it / kStages) & 1);
+      wgmma_fence();
+      issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(s));
+      wgmma_commit();
+      mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
+      fence_registers(o);
+      wgmma_fence();
+      issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(prev));
+      wgmma_commit();
 
-    // P as the A fragments of every k-step, all converted before the first wgmma reads them
-    // (a register written between two wgmmas makes ptxas serialise them: warning C7519).
-    uint32_t pa[kKeys / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      pa[kk][0] = sm80::pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
-      pa[kk][1] = sm80::pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
-      pa[kk][2] = sm80::pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-      pa[kk][3] = sm80::pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+      wgmma_wait<1>();  // the scores; P V of the previous tile may still run
+      fence_registers(sc);
+      if (lane == 0) mbarrier_arrive(&k_empty[s]);
+      softmax(sc, tile);
+
+      wgmma_wait<0>();
+      fence_registers(o);
+      fence_fragments(pa);
+      if (lane == 0) mbarrier_arrive(&v_empty[prev]);
+      scale_rows(o, rescale);
+      a_fragments<T, kKeys>(pa, sc);
     }
-    mbarrier_wait(&v_full[s], parity);
+
+    const int last = (end_tile - 1 - first_tile) % kStages;
+    mbarrier_wait(&v_full[last], ((end_tile - 1 - first_tile) / kStages) & 1);
     fence_registers(o);
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      // Keys 16 kk .. 16 kk + 15: two 8-row groups of every chunk; chunks kKeys rows apart.
-      wgmma_rs<T>(o, pa[kk], smem_descriptor(v_stage + kk * 16 * 128, kKeys * 128), true);
-    }
+    issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(last));
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(o);
-    if (lane == 0) mbarrier_arrive(&v_empty[s]);
+    fence_fragments(pa);
+    if (lane == 0) mbarrier_arrive(&v_empty[last]);
   }
 
   // A row with no allowed key has sum 0: out 0, lse -inf.
@@ -215,7 +255,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
     const int i = warp_row0 + lane / 4 + 8 * half;
     if (lane % 4 == 0 && i < seq.q_len) {
       p.lse[sm80::lse_index(p, seq, i, block.h)] =
-          sum > 0.0f ? (row_max[half] + log2f(sum)) * sm80::kLn2 : -INFINITY;
+          sum > 0.0f ? (row_max[half] * scale_log2 + log2f(sum)) * sm80::kLn2 : -INFINITY;
     }
   }
   if (warp_row0 >= seq.q_len) return;

@@ -1,5 +1,5 @@
-// The sm_90a FlashAttention forward launcher, declared for the dispatcher (flash_attn_cuda.cu)
-// without the kernel (defined in flash_attn_sm90_launch.cuh, instantiated per (T, head dim) under
+// The sm_90a FlashAttention launchers, declared for the dispatcher (flash_attn_cuda.cu)
+// without the kernels (defined in flash_attn_sm90_launch.cuh, instantiated per (T, head dim) under
 // instantiations/ by generate_instantiations.py).
 #pragma once
 
@@ -12,12 +12,18 @@ namespace tk::flash_attn::sm90 {
 
 using sm80::Params;
 
-// Head dims with a sm_90a forward (multiples of the 64-element swizzle atom).
+// Head dims with a sm_90a forward (multiples of the 64-element swizzle atom) and backward (whose
+// dK and dV accumulators fit in registers).
 constexpr bool has_fwd(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
+constexpr bool has_bwd(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,
 // that the grid is not empty and that the GPU is sm_90 (the code is sm_90a SASS only).
 template <typename T, int kHeadDim>
 Status run_fwd(const Params& p, cudaStream_t stream);
+
+// As sm80::run_bwd (p.delta is scratch), for has_bwd's head dims, with rows in both q and k.
+template <typename T, int kHeadDim>
+Status run_bwd(const Params& p, cudaStream_t stream);
 
 }  // namespace tk::flash_attn::sm90

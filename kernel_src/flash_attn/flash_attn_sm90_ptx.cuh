@@ -15,10 +15,9 @@
 
 #include <cstdint>
 
-namespace tk::flash_attn::sm90 {
+#include "flash_attn/flash_attn_sm90_tensor_map.h"
 
-inline constexpr int kChunkElements = 64;  // 16-bit elements per 128-byte swizzled row
-inline constexpr int kSwizzleBytes = 1024;  // 8 rows of 128 bytes
+namespace tk::flash_attn::sm90 {
 
 __device__ __forceinline__ uint32_t shared_address(const void* pointer) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
@@ -82,17 +81,6 @@ __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
 }
 
 // ---- wgmma ------------------------------------------------------------------------------------
-
-// Descriptor of a 128-byte-swizzled operand starting at `smem` (shared-memory address).
-// K-major (A, and B of S = Q K^T): rows are M or N, 8-row groups 1024 bytes apart (stride byte
-// offset); the leading byte offset is unused. N-major (B of O = P V, rows are K): 8-row groups
-// along K 1024 bytes apart, and 64-column chunks along N `chunk_bytes` apart (leading byte
-// offset). Offsets are encoded in 16-byte units; bits 62-63 = 1 select the 128-byte swizzle.
-__device__ __forceinline__ uint64_t smem_descriptor(uint32_t smem, uint32_t chunk_bytes) {
-  return static_cast<uint64_t>((smem & 0x3FFFF) >> 4) |
-         static_cast<uint64_t>(chunk_bytes >> 4) << 16 |
-         static_cast<uint64_t>(kSwizzleBytes >> 4) << 32 | uint64_t{1} << 62;
-}
 
 // Orders this thread's register writes before the next wgmma reads them.
 __device__ __forceinline__ void wgmma_fence() {

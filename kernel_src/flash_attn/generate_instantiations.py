@@ -17,13 +17,14 @@ from pathlib import Path
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 DTYPES = {"fp16": "__half", "bf16": "__nv_bfloat16"}
-# (file prefix, namespace, header defining the launchers, {direction: launcher}, head dims)
+# (file prefix, namespace, header defining the launchers, {direction: (launcher, head dims)})
 FAMILIES = (
     ("", "sm80", "flash_attn/flash_attn_sm80_launch.cuh",
-     {"fwd": "run_fwd", "bwd": "run_bwd"}, HEAD_DIMS),
-    # Tiles are 64-element (128-byte) swizzle atoms wide, so the head dim is a multiple of 64.
+     {"fwd": ("run_fwd", HEAD_DIMS), "bwd": ("run_bwd", HEAD_DIMS)}),
+    # Tiles are 64-element (128-byte) swizzle atoms wide, so the head dim is a multiple of 64;
+    # the backward's dK and dV accumulators fit in registers up to 128 (has_fwd / has_bwd).
     ("sm90_", "sm90", "flash_attn/flash_attn_sm90_launch.cuh",
-     {"fwd": "run_fwd"}, (64, 128, 256)),
+     {"fwd": ("run_fwd", (64, 128, 256)), "bwd": ("run_bwd", (64, 128))}),
 )
 # mma.sync with bf16 needs sm_80; the sm_90 forward needs the arch-specific 9.0a (wgmma,
 # setmaxnreg). The sm_80 kernels run on 9.0 too.
@@ -42,8 +43,8 @@ SCRIPT = (KERNEL_DIR / "generate_instantiations.py").as_posix()
 def instantiation_sources() -> dict[Path, str]:
     """{path relative to the repository root: file text}."""
     sources = {}
-    for prefix, namespace, header, launchers, head_dims in FAMILIES:
-        for direction, launcher in launchers.items():
+    for prefix, namespace, header, launchers in FAMILIES:
+        for direction, (launcher, head_dims) in launchers.items():
             for head_dim in head_dims:
                 for dtype, cuda_type in DTYPES.items():
                     name = f"flash_attn_{direction}_{prefix}hdim{head_dim}_{dtype}.cu"

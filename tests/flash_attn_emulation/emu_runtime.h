@@ -1,6 +1,6 @@
-// The CUDA execution model the sm_80 FlashAttention kernels rely on, emulated on the host so
-// that the kernels' own source runs (slowly) on a machine without a GPU: one OS thread per CUDA
-// thread, a block's threads synchronised by std::barrier, warp-collective instructions as an
+// The CUDA execution model the FlashAttention kernels rely on, emulated on the host so that the
+// kernels' own source runs (slowly) on a machine without a GPU: one OS thread per CUDA thread, a
+// block's threads synchronised by std::barrier, warp- and warpgroup-collective instructions as an
 // exchange of every lane's operands. Blocks run one after another, so one static array serves
 // as every block's shared memory.
 #pragma once
@@ -10,6 +10,7 @@
 #include <barrier>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -20,6 +21,8 @@
 #undef __launch_bounds__
 #undef __shared__
 #undef __align__
+#undef __grid_constant__
+#define __grid_constant__
 #define __device__
 #define __global__
 #define __forceinline__ inline
@@ -29,7 +32,6 @@
 
 namespace emu {
 
-inline constexpr int kBlockThreads = 128;
 inline constexpr int kWords = 6;  // operands one lane contributes to a warp-collective instruction
 
 struct Warp {
@@ -37,13 +39,26 @@ struct Warp {
   uint64_t slots[32][kWords];
 };
 
+// wgmma: the 128 threads of 4 consecutive warps.
+struct Warpgroup {
+  std::barrier<> barrier{128};
+  uint64_t slots[128][kWords];
+};
+
 struct Block {
-  std::barrier<> barrier{kBlockThreads};
-  Warp warps[kBlockThreads / 32];
+  explicit Block(int threads)
+      : barrier(threads),
+        warps(std::make_unique<Warp[]>(threads / 32)),
+        warpgroups(std::make_unique<Warpgroup[]>((threads + 127) / 128)) {}
+  std::barrier<> barrier;
+  std::unique_ptr<Warp[]> warps;
+  std::unique_ptr<Warpgroup[]> warpgroups;
 };
 
 inline thread_local uint3 thread_idx;
 inline thread_local uint3 block_idx;
+inline thread_local dim3 grid_dim;
+inline thread_local dim3 block_dim;
 inline thread_local Block* block;
 
 // Every lane of the calling warp gives its words and gets all 32 lanes' words.
@@ -55,22 +70,34 @@ inline void exchange(const uint64_t (&mine)[kWords], uint64_t (&all)[32][kWords]
   warp.barrier.arrive_and_wait();
 }
 
+// The same over the calling warpgroup's 128 threads.
+inline void exchange_warpgroup(const uint64_t (&mine)[kWords], uint64_t (&all)[128][kWords]) {
+  Warpgroup& group = block->warpgroups[thread_idx.x / 128];
+  std::memcpy(group.slots[thread_idx.x % 128], mine, sizeof(mine));
+  group.barrier.arrive_and_wait();
+  std::memcpy(all, group.slots, sizeof(all));
+  group.barrier.arrive_and_wait();
+}
+
+// Runs `kernel(p)` on every block of `grid`, `threads` OS threads per block.
 template <typename Kernel, typename Params>
-void launch(Kernel kernel, dim3 grid, const Params& p) {
+void launch(Kernel kernel, dim3 grid, int threads, const Params& p) {
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
-        Block b;
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < kBlockThreads; ++t) {
-          threads.emplace_back([&, t] {
-            thread_idx = {t, 0, 0};
+        Block b(threads);
+        std::vector<std::thread> running;
+        for (int t = 0; t < threads; ++t) {
+          running.emplace_back([&, t] {
+            thread_idx = {static_cast<unsigned>(t), 0, 0};
             block_idx = {x, y, z};
+            grid_dim = grid;
+            block_dim = dim3(threads, 1, 1);
             block = &b;
             kernel(p);
           });
         }
-        for (std::thread& thread : threads) thread.join();
+        for (std::thread& thread : running) thread.join();
       }
     }
   }
@@ -80,7 +107,8 @@ void launch(Kernel kernel, dim3 grid, const Params& p) {
 
 #define threadIdx emu::thread_idx
 #define blockIdx emu::block_idx
-#define blockDim (dim3(emu::kBlockThreads, 1, 1))
+#define gridDim emu::grid_dim
+#define blockDim emu::block_dim
 
 inline float __uint_as_float(unsigned bits) {
   float value;
@@ -95,6 +123,10 @@ inline unsigned __float_as_uint(float value) {
 }
 
 inline void __syncthreads() { emu::block->barrier.arrive_and_wait(); }
+
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  emu::block->warps[threadIdx.x / 32].barrier.arrive_and_wait();
+}
 
 inline float __shfl_xor_sync(unsigned, float value, int lane_mask, int = 32) {
   uint64_t mine[emu::kWords] = {__float_as_uint(value)};

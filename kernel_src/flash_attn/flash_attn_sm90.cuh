@@ -1,0 +1,97 @@
+// The pieces the sm_90a FlashAttention kernels share: the TMA tile copy, the per-element mask,
+// and the conversion of an accumulator into wgmma A fragments. The sequence, mask and tile-range
+// logic is the sm_80 kernels' (flash_attn_sm80.cuh). Framework-free: CUDA headers only.
+#pragma once
+
+#include <cuda.h>
+
+#include "flash_attn/flash_attn_sm80.cuh"
+#include "flash_attn/flash_attn_sm80_params.h"
+#include "flash_attn/flash_attn_sm90_ptx.cuh"
+#include "flash_attn/flash_attn_sm90_wgmma.cuh"
+
+namespace tk::flash_attn::sm90 {
+
+using sm80::Params;
+
+// Copies rows [row, row + box rows) of one head into a tile, one 64-column chunk per copy.
+template <int kHeadDim, int kBoxRows, typename T>
+__device__ __forceinline__ void load_tile(T* tile, const CUtensorMap* map, bool rows_first,
+                                          uint64_t* bar, int head, int row, int batch) {
+#pragma unroll
+  for (int c = 0; c < kHeadDim / kChunkElements; ++c) {
+    T* chunk = tile + c * kBoxRows * kChunkElements;
+    if (rows_first) {
+      tma_load_4d(chunk, map, bar, c * kChunkElements, row, head, batch);
+    } else {
+      tma_load_4d(chunk, map, bar, c * kChunkElements, head, row, batch);
+    }
+  }
+}
+
+// Sets the scores of pairs the mask forbids to -inf (rows row0 + lane / 4 (+ 8), keys
+// col0 + 8n + 2 (lane % 4) (+ 1)).
+template <int kCols>
+__device__ __forceinline__ void mask_rows(float (&s)[kCols / 8][4], const sm80::Mask& mask,
+                                          int row0, int col0) {
+#pragma unroll
+  for (int n = 0; n < kCols / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (!mask.allowed(row0 + 8 * (e / 2), col0 + 8 * n + (e & 1))) s[n][e] = -INFINITY;
+    }
+  }
+}
+
+// A product's fp32 C tiles (one warp's 16 rows: P, dS, or their transposes) rounded to T in the
+// A-fragment order of wgmma with A in registers: k-step kk takes C tiles 2kk and 2kk + 1.
+template <typename T, int kKeys>
+__device__ __forceinline__ void a_fragments(uint32_t (&pa)[kKeys / 16][4],
+                                            const float (&c)[kKeys / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    pa[kk][0] = sm80::pack2<T>(c[2 * kk][0], c[2 * kk][1]);
+    pa[kk][1] = sm80::pack2<T>(c[2 * kk][2], c[2 * kk][3]);
+    pa[kk][2] = sm80::pack2<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    pa[kk][3] = sm80::pack2<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+  }
+}
+
+// Keeps registers an in-flight wgmma reads (its A fragments) live until it has completed.
+template <int kSteps>
+__device__ __forceinline__ void fence_fragments(uint32_t (&pa)[kSteps][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[kk][e])::"memory");
+  }
+}
+
+// acc = A B^T for one warpgroup (both K-major in shared memory, kDepth columns): A is 64 rows of
+// a tile of kARows rows starting at shared address `a_rows`, B all kBRows rows of a tile.
+template <typename T, int kDepth, int kARows, int kBRows>
+__device__ __forceinline__ void issue_a_bt(float (&acc)[kBRows / 8][4], uint32_t a_rows,
+                                           uint32_t b_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kDepth / 16; ++kk) {
+    // k-step kk: chunk kk / 4, bytes 32 (kk % 4) into its 128-byte rows.
+    const uint32_t chunk = kk / 4;
+    const uint32_t within = (kk % 4) * 32;
+    wgmma_ss<T>(acc, smem_descriptor(a_rows + chunk * kARows * 128 + within, 0),
+                smem_descriptor(b_tile + chunk * kBRows * 128 + within, 0), kk > 0);
+  }
+}
+
+// acc += A B for one warpgroup: A (64 x kDepth) as register fragments, B the first kDepth rows
+// (kCols columns, N-major) of a tile of kBRows rows at shared address `b_tile`.
+template <typename T, int kDepth, int kCols, int kBRows>
+__device__ __forceinline__ void issue_p_b(float (&acc)[kCols / 8][4],
+                                          const uint32_t (&a)[kDepth / 16][4], uint32_t b_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kDepth / 16; ++kk) {
+    // Rows 16 kk .. 16 kk + 15: two 8-row groups of every chunk; chunks kBRows rows apart.
+    wgmma_rs<T>(acc, a[kk], smem_descriptor(b_tile + kk * 16 * 128, kBRows * 128), true);
+  }
+}
+
+}  // namespace tk::flash_attn::sm90

@@ -1,0 +1,360 @@
+// The sm_90a FlashAttention backward, deterministic by construction (no atomics), on the same
+// machinery as the forward (TMA copies into 128-byte-swizzled tiles, wgmma, a producer warp
+// and two consumer warpgroups). After the sm_80 delta kernel (delta = rowsum(dout * out)):
+//   dk/dv: one block per (128 keys, key head, sequence); K and V stay in shared memory, and the
+//     (query head of the group, 64-query block) steps that see the keys stream Q and dout
+//     through two stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
+//     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
+//     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
+//   dq: one block per (128 query rows, query head, sequence); Q and dout stay, K and V stream in
+//     64-key tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
+// lse and delta of the streamed query rows are staged in shared memory by the producer warp.
+// Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers.
+// Framework-free: CUDA headers only.
+#pragma once
+
+#include <cuda.h>
+
+#include "flash_attn/flash_attn_sm80_bwd.cuh"
+#include "flash_attn/flash_attn_sm90.cuh"
+
+namespace tk::flash_attn::sm90 {
+
+// Both backward kernels: a tile pair that stays (K and V, or Q and dout; kResident rows) and a
+// pair that streams (kStreamed rows per step), each map as in FwdParams.
+struct BwdParams {
+  CUtensorMap resident[2];
+  CUtensorMap streamed[2];
+  Params base;
+  bool resident_rows_first[2];
+  bool streamed_rows_first[2];
+};
+
+template <int kHeadDim>
+struct BwdShape {
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kResident = 64 * kConsumers;
+  static constexpr int kStreamed = 64;
+  static constexpr int kStages = 2;
+  static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
+  static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
+  static constexpr int kSmemBytes = kResidentBytes + kStages * kStreamedBytes +
+                                    2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages) +
+                                    kSwizzleBytes;
+  static constexpr int kProducerRegisters = 24;
+  static constexpr int kConsumerRegisters = 240;
+};
+
+// Shared memory of a backward block, its tiles aligned to the swizzle period.
+template <typename T, int kHeadDim>
+struct BwdSmem {
+  using Shape = BwdShape<kHeadDim>;
+  T* resident[2];   // [kChunks][kResident][64] each
+  T* streamed[2];   // stage s of tile t at streamed[t] + s * kStreamed * kHeadDim
+  float* lse;       // [kStages][kStreamed], log2 domain (dk/dv kernel)
+  float* delta;     // [kStages][kStreamed]
+  uint64_t* resident_full;
+  uint64_t* full;   // [kStages]
+  uint64_t* empty;  // [kStages]
+
+  __device__ __forceinline__ explicit BwdSmem(unsigned char* raw) {
+    unsigned char* base = raw + (kSwizzleBytes - shared_address(raw) % kSwizzleBytes) % kSwizzleBytes;
+    T* tiles = reinterpret_cast<T*>(base);
+    resident[0] = tiles;
+    resident[1] = resident[0] + Shape::kResident * kHeadDim;
+    streamed[0] = resident[1] + Shape::kResident * kHeadDim;
+    streamed[1] = streamed[0] + Shape::kStages * Shape::kStreamed * kHeadDim;
+    lse = reinterpret_cast<float*>(streamed[1] + Shape::kStages * Shape::kStreamed * kHeadDim);
+    delta = lse + Shape::kStages * Shape::kStreamed;
+    resident_full = reinterpret_cast<uint64_t*>(delta + Shape::kStages * Shape::kStreamed);
+    full = resident_full + 1;
+    empty = full + Shape::kStages;
+  }
+
+  __device__ __forceinline__ void init_barriers() {
+    mbarrier_init(resident_full, 1);
+#pragma unroll
+    for (int s = 0; s < Shape::kStages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], 4 * Shape::kConsumers);
+    }
+    fence_barrier_init();
+  }
+};
+
+// The producer warp of a backward block: copies the resident pair once, then per step the
+// streamed pair at stream(step) = {head, row}; before each copy the whole warp runs
+// stage_rows(step, stage, lane) (the dk/dv kernel's lse and delta), which lane 0 then publishes
+// with the copy's barrier.
+template <typename T, int kHeadDim, class Stream, class StageRows>
+__device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHeadDim>& sm,
+                                            int resident_head, int resident_row, int batch,
+                                            int steps, Stream stream, StageRows stage_rows) {
+  using Shape = BwdShape<kHeadDim>;
+  // With no steps the consumers wait for nothing: a copy still landing after the block exits
+  // would write shared memory it no longer owns.
+  if (steps == 0) return;
+  const int lane = threadIdx.x % 32;
+  if (lane == 0) {
+    mbarrier_arrive_expect_tx(sm.resident_full, Shape::kResidentBytes);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      load_tile<kHeadDim, Shape::kResident>(sm.resident[t], &bp.resident[t],
+                                            bp.resident_rows_first[t], sm.resident_full,
+                                            resident_head, resident_row, batch);
+    }
+  }
+  for (int step = 0; step < steps; ++step) {
+    const int s = step % Shape::kStages;
+    mbarrier_wait(&sm.empty[s], ((step / Shape::kStages) & 1) ^ 1);
+    stage_rows(step, s, lane);
+    __syncwarp();
+    if (lane == 0) {
+      const auto [head, row] = stream(step);
+      mbarrier_arrive_expect_tx(&sm.full[s], Shape::kStreamedBytes);
+#pragma unroll
+      for (int t = 0; t < 2; ++t) {
+        load_tile<kHeadDim, Shape::kStreamed>(
+            sm.streamed[t] + s * Shape::kStreamed * kHeadDim, &bp.streamed[t],
+            bp.streamed_rows_first[t], &sm.full[s], head, row, batch);
+      }
+    }
+  }
+}
+
+struct HeadRow {
+  int head;
+  int row;
+};
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
+    bwd_dk_dv_kernel(const __grid_constant__ BwdParams bp) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // Compiled for another architecture: never launched there.
+#else
+  using Shape = BwdShape<kHeadDim>;
+  constexpr int kKeys = Shape::kResident;
+  constexpr int kRows = Shape::kStreamed;
+  const Params& p = bp.base;
+  extern __shared__ unsigned char smem_raw[];
+  BwdSmem<T, kHeadDim> sm(smem_raw);
+
+  const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
+  const int n0 = blockIdx.x * kKeys;
+  if (n0 >= seq.k_len) return;
+  const int hk = blockIdx.y;
+  const sm80::Mask mask = sm80::mask_of(p, seq);
+  const int row_begin = mask.query_begin(n0);
+  const int row_end = mask.query_end(min(n0 + kKeys, seq.k_len));
+  const int first_block = row_begin / kRows;
+  const int blocks = row_end > row_begin ? (row_end + kRows - 1) / kRows - first_block : 0;
+  const int steps = blocks * p.group;
+  // Step s: query head hk * group + s / blocks, query block first_block + s % blocks.
+  const auto step_head = [&](int step) { return hk * p.group + step / blocks; };
+  const auto step_row0 = [&](int step) { return (first_block + step % blocks) * kRows; };
+
+  if (threadIdx.x == 0) sm.init_barriers();
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    release_registers<Shape::kProducerRegisters>();
+    if (threadIdx.x >= 32) return;
+    const auto stream = [&](int step) {
+      return HeadRow{step_head(step), static_cast<int>(seq.q_start) + step_row0(step)};
+    };
+    const auto stage_rows = [&](int step, int s, int lane) {
+      for (int r = lane; r < kRows; r += 32) {
+        const int i = step_row0(step) + r;
+        const int64_t index = sm80::lse_index(p, seq, i < seq.q_len ? i : 0, step_head(step));
+        sm.lse[s * kRows + r] = i < seq.q_len ? sm80::lse_log2(p.lse[index]) : INFINITY;
+        sm.delta[s * kRows + r] = i < seq.q_len ? p.delta[index] : 0.0f;
+      }
+    };
+    produce_bwd<T, kHeadDim>(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
+                             static_cast<int>(seq.batch), steps, stream, stage_rows);
+    return;
+  }
+  claim_registers<Shape::kConsumerRegisters>();
+
+  const int consumer = warpgroup - 1;
+  const int warp = (threadIdx.x % 128) / 32;
+  const int lane = threadIdx.x % 32;
+  const int warp_key0 = n0 + consumer * 64 + warp * 16;
+  float dk[kHeadDim / 8][4] = {};
+  float dv[kHeadDim / 8][4] = {};
+  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
+  const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
+  for (int step = 0; step < steps; ++step) {
+    const int s = step % Shape::kStages;
+    const int m0 = step_row0(step);
+    const uint32_t q_stage = shared_address(sm.streamed[0] + s * kRows * kHeadDim);
+    const uint32_t dout_stage = shared_address(sm.streamed[1] + s * kRows * kHeadDim);
+    // C row = key (warp_key0 + g, + 8), C column = query row m0 + 8n + 2t (+ 1).
+    float st[kRows / 8][4] = {};
+    float dpt[kRows / 8][4] = {};
+    mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+    wgmma_fence();
+    issue_a_bt<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage);
+    issue_a_bt<T, kHeadDim, kKeys, kRows>(dpt, v_rows, dout_stage);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(st);
+    fence_registers(dpt);
+
+    const float* lse = sm.lse + s * kRows;
+    const float* delta = sm.delta + s * kRows;
+    const bool check = !mask.all_allowed(m0, kRows, warp_key0, 16);
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n) {
+      const int r = n * 8 + 2 * (lane % 4);
+      const float2 lse2 = *reinterpret_cast<const float2*>(lse + r);
+      const float2 delta2 = *reinterpret_cast<const float2*>(delta + r);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int j = warp_key0 + lane / 4 + 8 * (e / 2);
+        const bool allowed = !check || mask.allowed(m0 + r + (e & 1), j);
+        const float row_lse = (e & 1) ? lse2.y : lse2.x;
+        const float row_delta = (e & 1) ? delta2.y : delta2.x;
+        const float prob = allowed ? exp2f(st[n][e] * p.scale_log2 - row_lse) : 0.0f;
+        st[n][e] = prob;
+        dpt[n][e] = prob * (dpt[n][e] - row_delta);
+      }
+    }
+    uint32_t pa[kRows / 16][4];
+    uint32_t dsa[kRows / 16][4];
+    a_fragments<T, kRows>(pa, st);
+    a_fragments<T, kRows>(dsa, dpt);
+    fence_registers(dv);
+    fence_registers(dk);
+    wgmma_fence();
+    issue_p_b<T, kRows, kHeadDim, kRows>(dv, pa, dout_stage);
+    issue_p_b<T, kRows, kHeadDim, kRows>(dk, dsa, q_stage);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(dv);
+    fence_registers(dk);
+    fence_fragments(pa);
+    fence_fragments(dsa);
+    if (lane == 0) mbarrier_arrive(&sm.empty[s]);
+  }
+
+  if (warp_key0 >= seq.k_len) return;
+  const int64_t pitch = static_cast<int64_t>(p.heads_k) * kHeadDim;
+  const int64_t first = sm80::k_like_row(p, seq, warp_key0, hk, kHeadDim);
+  const float dk_scale[2] = {p.softmax_scale, p.softmax_scale};
+  const float dv_scale[2] = {1.0f, 1.0f};
+  sm80::store_c_tiles<T, kHeadDim>(static_cast<T*>(p.dk) + first, pitch, seq.k_len - warp_key0,
+                                   dk, dk_scale, lane);
+  sm80::store_c_tiles<T, kHeadDim>(static_cast<T*>(p.dv) + first, pitch, seq.k_len - warp_key0,
+                                   dv, dv_scale, lane);
+#endif
+}
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
+    bwd_dq_kernel(const __grid_constant__ BwdParams bp) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // Compiled for another architecture: never launched there.
+#else
+  using Shape = BwdShape<kHeadDim>;
+  constexpr int kRows = Shape::kResident;
+  constexpr int kKeys = Shape::kStreamed;
+  const Params& p = bp.base;
+  extern __shared__ unsigned char smem_raw[];
+  BwdSmem<T, kHeadDim> sm(smem_raw);
+
+  const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p);
+  const sm80::Sequence& seq = block.seq;
+  if (block.m0 >= seq.q_len) return;
+  const int first_tile = block.first_tile;
+  const int steps = block.end_tile - first_tile;
+
+  if (threadIdx.x == 0) sm.init_barriers();
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    release_registers<Shape::kProducerRegisters>();
+    if (threadIdx.x >= 32) return;
+    const auto stream = [&](int step) {
+      return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
+    };
+    const auto no_rows = [](int, int, int) {};
+    produce_bwd<T, kHeadDim>(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
+                             static_cast<int>(seq.batch), steps, stream, no_rows);
+    return;
+  }
+  claim_registers<Shape::kConsumerRegisters>();
+
+  const int consumer = warpgroup - 1;
+  const int warp = (threadIdx.x % 128) / 32;
+  const int lane = threadIdx.x % 32;
+  const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
+  float row_lse[2];
+  float row_delta[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int i = warp_row0 + lane / 4 + 8 * half;
+    const int64_t index = sm80::lse_index(p, seq, i < seq.q_len ? i : 0, block.h);
+    row_lse[half] = i < seq.q_len ? sm80::lse_log2(p.lse[index]) : INFINITY;
+    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
+  }
+
+  float dq[kHeadDim / 8][4] = {};
+  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  const uint32_t q_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
+  const uint32_t dout_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
+  for (int step = 0; step < steps; ++step) {
+    const int s = step % Shape::kStages;
+    const int j0 = (first_tile + step) * kKeys;
+    const uint32_t k_stage = shared_address(sm.streamed[0] + s * kKeys * kHeadDim);
+    const uint32_t v_stage = shared_address(sm.streamed[1] + s * kKeys * kHeadDim);
+    // C row = query (warp_row0 + g, + 8), C column = key j0 + 8n + 2t (+ 1).
+    float sc[kKeys / 8][4] = {};
+    float dp[kKeys / 8][4] = {};
+    mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+    wgmma_fence();
+    issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage);
+    issue_a_bt<T, kHeadDim, kRows, kKeys>(dp, dout_rows, v_stage);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(sc);
+    fence_registers(dp);
+
+    const bool check = !block.mask.all_allowed(warp_row0, 16, j0, kKeys);
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = warp_row0 + lane / 4 + 8 * (e / 2);
+        const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
+        const bool allowed = !check || block.mask.allowed(i, j);
+        const float prob = allowed ? exp2f(sc[n][e] * p.scale_log2 - row_lse[e / 2]) : 0.0f;
+        sc[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
+      }
+    }
+    uint32_t dsa[kKeys / 16][4];
+    a_fragments<T, kKeys>(dsa, sc);
+    fence_registers(dq);
+    wgmma_fence();
+    issue_p_b<T, kKeys, kHeadDim, kKeys>(dq, dsa, k_stage);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(dq);
+    fence_fragments(dsa);
+    if (lane == 0) mbarrier_arrive(&sm.empty[s]);
+  }
+
+  if (warp_row0 >= seq.q_len) return;
+  const float dq_scale[2] = {p.softmax_scale, p.softmax_scale};
+  T* first = static_cast<T*>(p.dq) + sm80::q_like_row(p, seq, warp_row0, block.h, kHeadDim);
+  sm80::store_c_tiles<T, kHeadDim>(first, static_cast<int64_t>(p.heads_q) * kHeadDim,
+                                   seq.q_len - warp_row0, dq, dq_scale, lane);
+#endif
+}
+
+}  // namespace tk::flash_attn::sm90

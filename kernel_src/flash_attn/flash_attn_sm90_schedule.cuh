@@ -1,0 +1,96 @@
+// Which sm_90a FlashAttention kernels run on which grids, with which TMA descriptors, threads
+// and dynamic shared memory: written once for the GPU launcher (flash_attn_sm90_launch.cuh) and
+// for the CPU emulator of the tests (tests/flash_attn_emulation), which supply `Launcher`:
+//   static Status Launcher::launch(kernel, int smem_bytes, dim3 grid, int threads,
+//                                  const KernelParams&, cudaStream_t)
+// No launch syntax here, so a host compiler reads it too.
+#pragma once
+
+#include "_common/status.h"
+#include "flash_attn/flash_attn_sm80_schedule.cuh"
+#include "flash_attn/flash_attn_sm90_bwd.cuh"
+#include "flash_attn/flash_attn_sm90_fwd.cuh"
+#include "flash_attn/flash_attn_sm90_tensor_map.h"
+
+namespace tk::flash_attn::sm90 {
+
+template <class Launcher, typename T, int kHeadDim>
+Status schedule_fwd(const Params& p, cudaStream_t stream) {
+  using Shape = FwdShape<kHeadDim>;
+  FwdParams fp;
+  fp.base = p;
+  const bool varlen = p.cu_seqlens_q != nullptr;
+  const int batch = varlen ? 1 : p.batch;
+  if (Status s = encode_input<T>(&fp.q_map, &fp.q_rows_first, p.q, kHeadDim, p.heads_q,
+                                 p.seqlen_q, batch, p.q_row, p.q_head, p.q_batch, Shape::kRows);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = encode_input<T>(&fp.k_map, &fp.k_rows_first, p.k, kHeadDim, p.heads_k,
+                                 p.seqlen_k, batch, p.k_row, p.k_head, p.k_batch, Shape::kKeys);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = encode_input<T>(&fp.v_map, &fp.v_rows_first, p.v, kHeadDim, p.heads_k,
+                                 p.seqlen_k, batch, p.v_row, p.v_head, p.v_batch, Shape::kKeys);
+      !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(fwd_kernel<T, kHeadDim>, Shape::kSmemBytes,
+                          sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p),
+                          Shape::kThreads, fp, stream);
+}
+
+template <class Launcher, typename T, int kHeadDim>
+Status schedule_bwd(const Params& p, cudaStream_t stream) {
+  using Shape = BwdShape<kHeadDim>;
+  if (Status s = Launcher::launch(
+          sm80::bwd_delta_kernel<T, kHeadDim>, 0,
+          sm80::grid_of(p.max_seqlen_q, sm80::kDeltaRowsPerBlock, p.heads_q, p), sm80::kThreads,
+          p, stream);
+      !s.ok()) {
+    return s;
+  }
+  const int batch = p.cu_seqlens_q != nullptr ? 1 : p.batch;
+  const Input q{p.q, p.heads_q, p.seqlen_q, p.q_row, p.q_head, p.q_batch};
+  const Input dout{p.dout, p.heads_q, p.seqlen_q, p.dout_row, p.dout_head, p.dout_batch};
+  const Input k{p.k, p.heads_k, p.seqlen_k, p.k_row, p.k_head, p.k_batch};
+  const Input v{p.v, p.heads_k, p.seqlen_k, p.v_row, p.v_head, p.v_batch};
+
+  BwdParams dk_dv;
+  dk_dv.base = p;
+  if (Status s = encode_pair<T, kHeadDim>(dk_dv.resident, dk_dv.resident_rows_first, {k, v},
+                                          batch, Shape::kResident);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = encode_pair<T, kHeadDim>(dk_dv.streamed, dk_dv.streamed_rows_first, {q, dout},
+                                          batch, Shape::kStreamed);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim>, Shape::kSmemBytes,
+                                  sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p),
+                                  Shape::kThreads, dk_dv, stream);
+      !s.ok()) {
+    return s;
+  }
+
+  BwdParams dq;
+  dq.base = p;
+  if (Status s = encode_pair<T, kHeadDim>(dq.resident, dq.resident_rows_first, {q, dout}, batch,
+                                          Shape::kResident);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = encode_pair<T, kHeadDim>(dq.streamed, dq.streamed_rows_first, {k, v}, batch,
+                                          Shape::kStreamed);
+      !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::kSmemBytes,
+                          sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
+                          Shape::kThreads, dq, stream);
+}
+
+}  // namespace tk::flash_attn::sm90

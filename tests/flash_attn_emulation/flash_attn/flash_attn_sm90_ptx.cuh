@@ -1,0 +1,155 @@
+// Stands in for kernel_src/flash_attn/flash_attn_sm90_ptx.cuh (this directory comes first on
+// the include path): the same functions on the host, from the PTX ISA's definitions.
+//   mbarrier: a phase counter, pending arrivals and a transaction count, guarded by one mutex;
+//     a wait blocks on a condition variable until the phase of the asked parity has completed.
+//   TMA: the copy happens when issued (box elements past the tensor read as zero, the
+//     128-byte swizzle applied to the shared-memory address), then completes its bytes on the
+//     barrier. The tensor map is EmulatedTensorMap, written by the emulator's
+//     cuTensorMapEncodeTiled (emu_launch.cpp).
+//   wgmma: flash_attn_sm90_wgmma.cuh beside this; fence, commit and wait are no-ops (the
+//     emulated instruction completes before it returns), as is setmaxnreg.
+// Shared-memory addresses are offsets into smem_raw (the kernels' extern __shared__ array),
+// which is 1024-byte aligned, so the swizzle sees the same address bits as on the GPU.
+#pragma once
+
+#include "emu_runtime.h"
+
+#include <cuda.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "flash_attn/flash_attn_sm90_tensor_map.h"
+
+namespace tk::flash_attn::sm90 {
+
+using std::max;
+using std::min;
+
+extern unsigned char smem_raw[];
+
+// What the emulated cuTensorMapEncodeTiled keeps in a CUtensorMap's 128 opaque bytes.
+struct EmulatedTensorMap {
+  const unsigned char* data;
+  uint64_t dims[4];
+  uint64_t strides[4];  // bytes; strides[0] is the element size
+  uint32_t box[4];
+};
+static_assert(sizeof(EmulatedTensorMap) <= sizeof(CUtensorMap), "fits the opaque map");
+
+inline uint32_t shared_address(const void* pointer) {
+  return static_cast<uint32_t>(static_cast<const unsigned char*>(pointer) - smem_raw);
+}
+
+// Where 128-byte-swizzled shared-memory address `address` is stored: 16-byte unit u of a
+// 128-byte row r (of its 1024-byte period) sits at unit u ^ (r % 8).
+inline uint32_t swizzled(uint32_t address) { return address ^ (((address >> 7) & 7) << 4); }
+
+// ---- mbarrier -------------------------------------------------------------------------------
+
+struct Mbarrier {
+  int arrivals = 0;  // per phase
+  int pending = 0;
+  int64_t transactions = 0;
+  uint32_t completed_phases = 0;
+};
+
+inline std::mutex mbarrier_mutex;
+inline std::condition_variable mbarrier_changed;
+inline std::unordered_map<const uint64_t*, Mbarrier> mbarriers;
+
+inline void complete_if_done(Mbarrier& b) {
+  if (b.pending == 0 && b.transactions == 0) {
+    ++b.completed_phases;
+    b.pending = b.arrivals;
+    mbarrier_changed.notify_all();
+  }
+}
+
+inline void mbarrier_init(uint64_t* bar, int arrivals) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  mbarriers[bar] = Mbarrier{arrivals, arrivals, 0, 0};
+}
+
+inline void fence_barrier_init() {}
+
+inline void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  Mbarrier& b = mbarriers.at(bar);
+  b.transactions += bytes;
+  --b.pending;
+  complete_if_done(b);
+}
+
+inline void mbarrier_arrive(uint64_t* bar) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  Mbarrier& b = mbarriers.at(bar);
+  --b.pending;
+  complete_if_done(b);
+}
+
+inline void mbarrier_complete_tx(uint64_t* bar, uint32_t bytes) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  Mbarrier& b = mbarriers.at(bar);
+  b.transactions -= bytes;
+  complete_if_done(b);
+}
+
+// The phase of parity `parity` has completed once the current phase's parity differs.
+inline void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  std::unique_lock<std::mutex> lock(mbarrier_mutex);
+  mbarrier_changed.wait(lock, [&] { return (mbarriers.at(bar).completed_phases & 1) != parity; });
+}
+
+// ---- TMA --------------------------------------------------------------------------------------
+
+inline void tma_load_4d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1, int c2,
+                        int c3) {
+  EmulatedTensorMap m;
+  std::memcpy(&m, map, sizeof(m));
+  const int coords[4] = {c0, c1, c2, c3};
+  const uint32_t base = shared_address(dst);
+  uint32_t offset = 0;
+  for (uint32_t i3 = 0; i3 < m.box[3]; ++i3) {
+    for (uint32_t i2 = 0; i2 < m.box[2]; ++i2) {
+      for (uint32_t i1 = 0; i1 < m.box[1]; ++i1) {
+        for (uint32_t i0 = 0; i0 < m.box[0]; ++i0, offset += 2) {
+          const int64_t at[4] = {coords[0] + int64_t{i0}, coords[1] + int64_t{i1},
+                                 coords[2] + int64_t{i2}, coords[3] + int64_t{i3}};
+          uint16_t value = 0;
+          bool inside = true;
+          int64_t byte = 0;
+          for (int d = 0; d < 4; ++d) {
+            inside = inside && at[d] >= 0 && at[d] < static_cast<int64_t>(m.dims[d]);
+            byte += at[d] * static_cast<int64_t>(m.strides[d]);
+          }
+          if (inside) std::memcpy(&value, m.data + byte, 2);
+          std::memcpy(smem_raw + swizzled(base + offset), &value, 2);
+        }
+      }
+    }
+  }
+  mbarrier_complete_tx(bar, offset);
+}
+
+inline void tma_prefetch_map(const CUtensorMap*) {}
+
+// ---- wgmma ------------------------------------------------------------------------------------
+
+inline void wgmma_fence() {}
+inline void wgmma_commit() {}
+template <int kPending>
+inline void wgmma_wait() {}
+template <int kTiles>
+inline void fence_registers(float (&)[kTiles][4]) {}
+
+template <int kRegisters>
+inline void release_registers() {}
+template <int kRegisters>
+inline void claim_registers() {}
+
+}  // namespace tk::flash_attn::sm90
