@@ -128,6 +128,22 @@ struct HeadRow {
   int row;
 };
 
+// x = A_x B_x^T and y = A_y B_y^T (the scores and dP, or their transposes) for one warpgroup,
+// issued together and waited for: 64 rows of the resident tiles at a_x / a_y against the kBRows
+// rows of streamed stages at b_x / b_y.
+template <typename T, int kDepth, int kARows, int kBRows>
+__device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t a_x,
+                                             uint32_t b_x, float (&y)[kBRows / 8][4],
+                                             uint32_t a_y, uint32_t b_y) {
+  wgmma_fence();
+  issue_a_bt<T, kDepth, kARows, kBRows>(x, a_x, b_x);
+  issue_a_bt<T, kDepth, kARows, kBRows>(y, a_y, b_y);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(x);
+  fence_registers(y);
+}
+
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     bwd_dk_dv_kernel(const __grid_constant__ BwdParams bp) {
@@ -197,13 +213,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4] = {};
     float dpt[kRows / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-    wgmma_fence();
-    issue_a_bt<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage);
-    issue_a_bt<T, kHeadDim, kKeys, kRows>(dpt, v_rows, dout_stage);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(st);
-    fence_registers(dpt);
+    two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
 
     const float* lse = sm.lse + s * kRows;
     const float* delta = sm.delta + s * kRows;
@@ -317,13 +327,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float sc[kKeys / 8][4] = {};
     float dp[kKeys / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-    wgmma_fence();
-    issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage);
-    issue_a_bt<T, kHeadDim, kRows, kKeys>(dp, dout_rows, v_stage);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(sc);
-    fence_registers(dp);
+    two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
     const bool check = !block.mask.all_allowed(warp_row0, 16, j0, kKeys);
 #pragma unroll

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "flash_attn/flash_attn_sm80_ptx.cuh"
 #include "flash_attn/flash_attn_sm90_ptx.cuh"
 
 namespace tk::flash_attn::sm90 {
@@ -51,14 +52,6 @@ template <typename T>
 inline float n_major(const Descriptor& d, int k, int n) {
   return shared_element<T>(d.start + (n / 64) * d.leading + (k / 8) * d.stride + (k % 8) * 128 +
                            2 * (n % 64));
-}
-
-template <typename T>
-inline float register_half(uint64_t word, int which) {
-  const uint16_t bits = static_cast<uint16_t>(which ? word >> 16 : word & 0xffff);
-  T value;
-  std::memcpy(&value, &bits, 2);
-  return static_cast<float>(value);
 }
 
 // d (+)= A B for this thread's elements; a_at(row, k) and b_at(k, n) read the operands.
@@ -102,7 +95,7 @@ inline void wgmma_rs(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b, 
   // 2 (k >= 8) of lane 4 (r % 8) + (k % 8) / 2, half k % 2.
   const auto a_at = [&](int row, int k) {
     const int thread = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
-    return register_half<T>(all[thread][(row % 16 >= 8) + 2 * (k >= 8)], k % 2);
+    return sm80::half_of<T>(all[thread][(row % 16 >= 8) + 2 * (k >= 8)], k % 2);
   };
   multiply(d, accumulate, a_at, [&](int k, int n) { return n_major<T>(db, k, n); });
 }
