@@ -34,6 +34,17 @@ using cpu::Float16;
 using cpu::from_float;
 using cpu::to_float;
 
+// The task bodies (fwd_block, bwd_dq_block, bwd_dkdv_block) are compiled twice, for the x86-64
+// baseline the package targets (SSE2) and for x86-64-v3 (AVX2, FMA), and GCC's ifunc resolver
+// picks one when the library loads. The vector helpers they call are forced inline, so they
+// are compiled for the clone's target too.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define TK_CPU_CLONES
+#endif
+#define TK_CPU_INLINE inline __attribute__((always_inline))
+
 constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockKeys = 64;
 // Below this many score elements (rows x keys x heads) a launch runs on the calling thread.
@@ -98,7 +109,7 @@ int64_t k_row_offset(const Problem& p, const Sequence& s, int64_t head, int64_t 
 
 // The row as floats: the input itself when T is float, else converted into `buffer`.
 template <typename T>
-const float* row_as_float(const T* row, float* buffer, int64_t n) {
+TK_CPU_INLINE const float* row_as_float(const T* row, float* buffer, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
     return row;
   } else {
@@ -109,19 +120,19 @@ const float* row_as_float(const T* row, float* buffer, int64_t n) {
 }
 
 template <typename T>
-void store_row(T* out, const float* values, float scale, int64_t n) {
+TK_CPU_INLINE void store_row(T* out, const float* values, float scale, int64_t n) {
 #pragma omp simd
   for (int64_t d = 0; d < n; ++d) out[d] = from_float<T>(values[d] * scale);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
+TK_CPU_INLINE float dot(const float* a, const float* b, int64_t n) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
   return sum;
 }
 
-void axpy(float* y, float a, const float* x, int64_t n) {
+TK_CPU_INLINE void axpy(float* y, float a, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t d = 0; d < n; ++d) y[d] += a * x[d];
 }
@@ -129,9 +140,9 @@ void axpy(float* y, float a, const float* x, int64_t n) {
 // Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor as
 // float row pointers (into `buffer` when T is not float).
 template <typename T>
-void load_rows(const T* base, const Strides& strides, const Sequence& s, int64_t start,
-               int64_t head, int64_t first, int64_t count, int64_t head_dim, float* buffer,
-               const float** rows) {
+TK_CPU_INLINE void load_rows(const T* base, const Strides& strides, const Sequence& s,
+                             int64_t start, int64_t head, int64_t first, int64_t count,
+                             int64_t head_dim, float* buffer, const float** rows) {
   for (int64_t r = 0; r < count; ++r) {
     const T* row = base + strided(strides, s.b, start + first + r, head);
     rows[r] = row_as_float(row, buffer + r * head_dim, head_dim);
@@ -140,9 +151,10 @@ void load_rows(const T* base, const Strides& strides, const Sequence& s, int64_t
 
 // The same rows transposed: t[d * kBlockKeys + r].
 template <typename T>
-void load_rows_transposed(const T* base, const Strides& strides, const Sequence& s,
-                          int64_t start, int64_t head, int64_t first, int64_t count,
-                          int64_t head_dim, float* t) {
+TK_CPU_INLINE void load_rows_transposed(const T* base, const Strides& strides,
+                                        const Sequence& s, int64_t start, int64_t head,
+                                        int64_t first, int64_t count, int64_t head_dim,
+                                        float* t) {
   for (int64_t r = 0; r < count; ++r) {
     const T* row = base + strided(strides, s.b, start + first + r, head);
     for (int64_t d = 0; d < head_dim; ++d) t[d * kBlockKeys + r] = to_float(row[d]);
@@ -151,8 +163,8 @@ void load_rows_transposed(const T* base, const Strides& strides, const Sequence&
 
 // out[j] = dot(x, row j of the block) for j in [begin, end), from the transposed block t:
 // vectorized along j, with no horizontal sum per product.
-void row_times_block(const float* x, const float* t, int64_t head_dim, int64_t begin,
-                     int64_t end, float* out) {
+TK_CPU_INLINE void row_times_block(const float* x, const float* t, int64_t head_dim,
+                                   int64_t begin, int64_t end, float* out) {
   std::fill(out + begin, out + end, 0.0f);
   for (int64_t d = 0; d < head_dim; ++d) {
     const float a = x[d];
@@ -162,16 +174,67 @@ void row_times_block(const float* x, const float* t, int64_t head_dim, int64_t b
   }
 }
 
+// c = (accumulate ? c : 0) + a b for rows [0, rows) (a multiple of kTileRows) and columns
+// [0, cols) (a multiple of kTileCols) over `depth`: a [rows][lda], b [depth][ldb],
+// c [rows][ldc], fp32 row-major. Each 4 x 16 tile of c stays in registers (eight 8-wide
+// accumulators with AVX2) while the depth loop streams a and b, so each loaded b vector feeds
+// 4 FMAs (an axpy per row feeds 1).
+constexpr int64_t kTileRows = 4;
+constexpr int64_t kTileCols = 16;
+
+TK_CPU_INLINE void gemm(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                        int64_t ldc, int64_t rows, int64_t cols, int64_t depth, bool accumulate) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kTileCols) {
+      float tile[kTileRows][kTileCols];
+      for (int64_t r = 0; r < kTileRows; ++r) {
+#pragma omp simd
+        for (int64_t j = 0; j < kTileCols; ++j) {
+          tile[r][j] = accumulate ? c[(r0 + r) * ldc + c0 + j] : 0.0f;
+        }
+      }
+      for (int64_t k = 0; k < depth; ++k) {
+        const float* b_row = b + k * ldb + c0;
+#pragma GCC unroll 4
+        for (int64_t r = 0; r < kTileRows; ++r) {
+          const float a_rk = a[(r0 + r) * lda + k];
+#pragma omp simd
+          for (int64_t j = 0; j < kTileCols; ++j) tile[r][j] += a_rk * b_row[j];
+        }
+      }
+      for (int64_t r = 0; r < kTileRows; ++r) {
+#pragma omp simd
+        for (int64_t j = 0; j < kTileCols; ++j) c[(r0 + r) * ldc + c0 + j] = tile[r][j];
+      }
+    }
+  }
+}
+
+// Rows [first, first + count) of one head as a contiguous fp32 block [padded][head_dim], rows
+// past count zero.
+template <typename T>
+TK_CPU_INLINE void load_block(const T* base, const Strides& strides, const Sequence& s,
+                              int64_t start, int64_t head, int64_t first, int64_t count,
+                              int64_t padded, int64_t head_dim, float* block) {
+  for (int64_t r = 0; r < count; ++r) {
+    const T* row = base + strided(strides, s.b, start + first + r, head);
+#pragma omp simd
+    for (int64_t d = 0; d < head_dim; ++d) block[r * head_dim + d] = to_float(row[d]);
+  }
+  std::fill(block + count * head_dim, block + padded * head_dim, 0.0f);
+}
+
 // Per-thread buffers of every pass.
 struct Workspace {
   explicit Workspace(int64_t head_dim)
       : q(kBlockRows * head_dim), dout(kBlockRows * head_dim), k(kBlockKeys * head_dim),
         v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
         acc(std::max(kBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
-        m(kBlockRows), l(kBlockRows), scores(kBlockKeys), dp(kBlockKeys), q_rows(kBlockRows),
-        dout_rows(kBlockRows), k_rows(kBlockKeys), v_rows(kBlockKeys) {}
+        m(kBlockRows), l(kBlockRows), scores(kBlockKeys), dp(kBlockKeys),
+        probs(kBlockRows * kBlockKeys), q_rows(kBlockRows), dout_rows(kBlockRows),
+        k_rows(kBlockKeys), v_rows(kBlockKeys) {}
 
-  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, scores, dp;
+  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, scores, dp, probs;
   std::vector<const float*> q_rows, dout_rows, k_rows, v_rows;
 };
 
@@ -250,7 +313,8 @@ bool use_threads(const Problem& p) {
 // ---------------------------------------------------------------- forward
 
 template <typename T>
-void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, Workspace& ws) {
+TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
+                             Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t kv_head = head / (p.heads_q / p.heads_k);
@@ -260,11 +324,16 @@ void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, Wo
   float* acc = ws.acc.data();
   float* m = ws.m.data();
   float* l = ws.l.data();
-  float* scores = ws.scores.data();
 
-  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
-            ws.q_rows.data());
-  std::fill(acc, acc + rows * D, 0.0f);
+  // The products run on whole register tiles: rows rounded up, the padding rows zero.
+  const int64_t tile_rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
+  float* q = ws.q.data();      // [tile_rows][D]
+  float* k_t = ws.k_t.data();  // [D][kBlockKeys]
+  float* v = ws.v.data();      // [kBlockKeys][D]
+  float* probs = ws.probs.data();  // [tile_rows][kBlockKeys]
+  load_block(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, tile_rows,
+             D, q);
+  std::fill(acc, acc + tile_rows * D, 0.0f);
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
 
@@ -273,36 +342,42 @@ void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, int64_t r0, Wo
   const int64_t keys_end = w.key_end(r0 + rows - 1);
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
+    const int64_t keys = n1 - n0;
     load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0,
-                         n1 - n0, D, ws.k_t.data());
-    load_rows(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, n1 - n0, D,
-              ws.v.data(), ws.v_rows.data());
-    for (int64_t r = 0; r < rows; ++r) {
+                         keys, D, k_t);
+    load_block(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
+               kBlockKeys, D, v);
+    // Scores of every row against the whole block (keys past `keys` read stale columns of
+    // k_t; they are outside every row's range below and get probability 0).
+    gemm(q, D, k_t, kBlockKeys, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
+    for (int64_t r = 0; r < tile_rows; ++r) {
+      float* row = probs + r * kBlockKeys;
       const int64_t i = r0 + r;
-      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
-      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
-      if (j0 >= j1) continue;
-      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
-      float block_max = kNegInf;
-      for (int64_t j = j0; j < j1; ++j) {
-        scores[j] *= scale;
-        block_max = std::max(block_max, scores[j]);
+      const int64_t j0 = r < rows ? std::max(n0, w.key_begin(i)) - n0 : 0;
+      const int64_t j1 = r < rows ? std::min(n1, w.key_end(i)) - n0 : 0;
+      if (j0 >= j1) {
+        std::fill(row, row + kBlockKeys, 0.0f);
+        continue;
       }
+      float block_max = kNegInf;
+      for (int64_t j = j0; j < j1; ++j) block_max = std::max(block_max, row[j] * scale);
       // block_max is finite (at least one key), so m_new is too and alpha is 0 on the first block.
       const float m_new = std::max(m[r], block_max);
       const float alpha = std::exp(m[r] - m_new);
       float* acc_row = acc + r * D;
-      float sum = l[r] * alpha;
 #pragma omp simd
       for (int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
+      float sum = 0.0f;
+      std::fill(row, row + j0, 0.0f);
       for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(scores[j] - m_new);
-        sum += prob;
-        axpy(acc_row, prob, ws.v_rows[j], D);
+        row[j] = std::exp(row[j] * scale - m_new);
+        sum += row[j];
       }
+      std::fill(row + j1, row + kBlockKeys, 0.0f);
       m[r] = m_new;
-      l[r] = sum;
+      l[r] = l[r] * alpha + sum;
     }
+    gemm(probs, kBlockKeys, v, D, acc, D, tile_rows, D, keys, true);
   }
 
   T* out = static_cast<T*>(a.out);
@@ -362,8 +437,8 @@ void bwd_delta(const BwdArgs& a, const std::vector<Sequence>& seqs, float* delta
 }
 
 template <typename T>
-void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
-                  const float* delta, Workspace& ws) {
+TK_CPU_CLONES void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
+                                const float* delta, Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t kv_head = head / (p.heads_q / p.heads_k);
@@ -411,8 +486,8 @@ void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t head, int64_t r0,
 }
 
 template <typename T>
-void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head, int64_t n0,
-                    const float* delta, Workspace& ws) {
+TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head,
+                                  int64_t n0, const float* delta, Workspace& ws) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t group = p.heads_q / p.heads_k;

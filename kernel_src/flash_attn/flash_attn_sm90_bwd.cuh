@@ -59,7 +59,8 @@ struct BwdSmem {
   uint64_t* empty;  // [kStages]
 
   __device__ __forceinline__ explicit BwdSmem(unsigned char* raw) {
-    unsigned char* base = raw + (kSwizzleBytes - shared_address(raw) % kSwizzleBytes) % kSwizzleBytes;
+    unsigned char* base =
+        raw + (kSwizzleBytes - shared_address(raw) % kSwizzleBytes) % kSwizzleBytes;
     T* tiles = reinterpret_cast<T*>(base);
     resident[0] = tiles;
     resident[1] = resident[0] + Shape::kResident * kHeadDim;

@@ -14,7 +14,9 @@ using sm80::Params;
 
 // Head dims with a sm_90a forward (multiples of the 64-element swizzle atom) and backward (whose
 // dK and dV accumulators fit in registers).
-constexpr bool has_fwd(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
+constexpr bool has_fwd(int head_dim) {
+  return head_dim == 64 || head_dim == 128 || head_dim == 256;
+}
 constexpr bool has_bwd(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,
