@@ -3,16 +3,17 @@
 // Forward: one task per (sequence, query head, block of kBlockRows queries). The task walks the
 // keys its rows may see in blocks of kBlockKeys (converted to fp32 once per block and reused by
 // every row of the task) and keeps, per row, the running max m, the running sum l and the
-// unnormalized output: no [Sq, Sk] score matrix is ever formed. Key blocks are held transposed
-// for the scores, so a row's scores against a block are axpys along the keys (vectorized, no
-// horizontal sum per score); p @ v and the gradient updates are axpys along head_dim.
+// unnormalized output: no [Sq, Sk] score matrix is ever formed. Every product (the block's
+// scores Q K^T with K held transposed, P V, dP, and the gradient updates dQ += dS K,
+// dV += P^T dout, dK += dS^T Q) is a register-tiled block product (gemm), so each vector load
+// feeds several FMAs.
 //
 // Backward, in three passes, each deterministic for any thread count (every output element is
 // written by one task, summing in a fixed order):
 //   1. delta[i] = dot(dout[i], out[i]) for every (query head, row);
 //   2. dq: one task per (sequence, query head, block of rows), walking key blocks in order;
 //   3. dk, dv: one task per (sequence, key head, block of keys), walking the group's query heads
-//      and then the rows that see the block, in order.
+//      and then the blocks of rows that see the block, in order.
 // Probabilities are recomputed from lse. Window bounds make every row's allowed keys one
 // contiguous range [key_begin(i), key_end(i)), so no mask is evaluated per element.
 #include <algorithm>
@@ -132,24 +133,8 @@ TK_CPU_INLINE float dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-TK_CPU_INLINE void axpy(float* y, float a, const float* x, int64_t n) {
-#pragma omp simd
-  for (int64_t d = 0; d < n; ++d) y[d] += a * x[d];
-}
-
-// Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor as
-// float row pointers (into `buffer` when T is not float).
-template <typename T>
-TK_CPU_INLINE void load_rows(const T* base, const Strides& strides, const Sequence& s,
-                             int64_t start, int64_t head, int64_t first, int64_t count,
-                             int64_t head_dim, float* buffer, const float** rows) {
-  for (int64_t r = 0; r < count; ++r) {
-    const T* row = base + strided(strides, s.b, start + first + r, head);
-    rows[r] = row_as_float(row, buffer + r * head_dim, head_dim);
-  }
-}
-
-// The same rows transposed: t[d * kBlockKeys + r].
+// Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor,
+// transposed into fp32: t[d * kBlockKeys + r].
 template <typename T>
 TK_CPU_INLINE void load_rows_transposed(const T* base, const Strides& strides,
                                         const Sequence& s, int64_t start, int64_t head,
@@ -158,19 +143,6 @@ TK_CPU_INLINE void load_rows_transposed(const T* base, const Strides& strides,
   for (int64_t r = 0; r < count; ++r) {
     const T* row = base + strided(strides, s.b, start + first + r, head);
     for (int64_t d = 0; d < head_dim; ++d) t[d * kBlockKeys + r] = to_float(row[d]);
-  }
-}
-
-// out[j] = dot(x, row j of the block) for j in [begin, end), from the transposed block t:
-// vectorized along j, with no horizontal sum per product.
-TK_CPU_INLINE void row_times_block(const float* x, const float* t, int64_t head_dim,
-                                   int64_t begin, int64_t end, float* out) {
-  std::fill(out + begin, out + end, 0.0f);
-  for (int64_t d = 0; d < head_dim; ++d) {
-    const float a = x[d];
-    const float* column = t + d * kBlockKeys;
-#pragma omp simd
-    for (int64_t j = begin; j < end; ++j) out[j] += a * column[j];
   }
 }
 
@@ -230,12 +202,11 @@ struct Workspace {
       : q(kBlockRows * head_dim), dout(kBlockRows * head_dim), k(kBlockKeys * head_dim),
         v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
         acc(std::max(kBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
-        m(kBlockRows), l(kBlockRows), scores(kBlockKeys), dp(kBlockKeys),
-        probs(kBlockRows * kBlockKeys), q_rows(kBlockRows), dout_rows(kBlockRows),
-        k_rows(kBlockKeys), v_rows(kBlockKeys) {}
+        m(kBlockRows), l(kBlockRows), probs(kBlockRows * kBlockKeys),
+        dprobs(kBlockRows * kBlockKeys), probs_t(kBlockKeys * kBlockRows),
+        dprobs_t(kBlockKeys * kBlockRows) {}
 
-  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, scores, dp, probs;
-  std::vector<const float*> q_rows, dout_rows, k_rows, v_rows;
+  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, probs, dprobs, probs_t, dprobs_t;
 };
 
 // ---------------------------------------------------------------- sequences and checks
@@ -445,39 +416,54 @@ TK_CPU_CLONES void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t hea
   const Window w = window_of(p, s);
   const int64_t rows = std::min(kBlockRows, s.q_len - r0);
   const float scale = p.softmax_scale;
+  const int64_t tile_rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
   float* dq = ws.acc.data();
-  float* scores = ws.scores.data();
-  float* dp = ws.dp.data();
+  float* q = ws.q.data();          // [tile_rows][D]
+  float* dout = ws.dout.data();    // [tile_rows][D]
+  float* k = ws.k.data();          // [kBlockKeys][D]
+  float* k_t = ws.k_t.data();      // [D][kBlockKeys]
+  float* v_t = ws.v_t.data();      // [D][kBlockKeys]
+  float* probs = ws.probs.data();  // [tile_rows][kBlockKeys]: scores, then dS
+  float* dp = ws.dprobs.data();    // [tile_rows][kBlockKeys]
 
-  load_rows(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, D, ws.q.data(),
-            ws.q_rows.data());
-  load_rows(static_cast<const T*>(a.dout), a.dout_strides, s, s.q_start, head, r0, rows, D,
-            ws.dout.data(), ws.dout_rows.data());
-  std::fill(dq, dq + rows * D, 0.0f);
+  load_block(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, tile_rows,
+             D, q);
+  load_block(static_cast<const T*>(a.dout), a.dout_strides, s, s.q_start, head, r0, rows,
+             tile_rows, D, dout);
+  std::fill(dq, dq + tile_rows * D, 0.0f);
 
   const int64_t keys_begin = w.key_begin(r0);
   const int64_t keys_end = w.key_end(r0 + rows - 1);
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
-    const T* k = static_cast<const T*>(a.k);
-    load_rows(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k.data(), ws.k_rows.data());
-    load_rows_transposed(k, a.k_strides, s, s.k_start, kv_head, n0, n1 - n0, D, ws.k_t.data());
+    const int64_t keys = n1 - n0;
+    const T* k_in = static_cast<const T*>(a.k);
+    load_block(k_in, a.k_strides, s, s.k_start, kv_head, n0, keys, kBlockKeys, D, k);
+    load_rows_transposed(k_in, a.k_strides, s, s.k_start, kv_head, n0, keys, D, k_t);
     load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0,
-                         n1 - n0, D, ws.v_t.data());
-    for (int64_t r = 0; r < rows; ++r) {
+                         keys, D, v_t);
+    // Columns past `keys` are stale and outside every row's range: set to 0 below.
+    gemm(q, D, k_t, kBlockKeys, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
+    gemm(dout, D, v_t, kBlockKeys, dp, kBlockKeys, tile_rows, kBlockKeys, D, false);
+    for (int64_t r = 0; r < tile_rows; ++r) {
+      float* ds = probs + r * kBlockKeys;
       const int64_t i = r0 + r;
-      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
-      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
-      if (j0 >= j1) continue;
+      const int64_t j0 = r < rows ? std::max(n0, w.key_begin(i)) - n0 : 0;
+      const int64_t j1 = r < rows ? std::min(n1, w.key_end(i)) - n0 : 0;
+      if (j0 >= j1) {
+        std::fill(ds, ds + kBlockKeys, 0.0f);
+        continue;
+      }
       const float lse = a.lse[lse_index(p, s, head, i)];
       const float delta_i = delta[lse_index(p, s, head, i)];
-      row_times_block(ws.q_rows[r], ws.k_t.data(), D, j0, j1, scores);
-      row_times_block(ws.dout_rows[r], ws.v_t.data(), D, j0, j1, dp);
+      const float* dp_row = dp + r * kBlockKeys;
+      std::fill(ds, ds + j0, 0.0f);
       for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(scores[j] * scale - lse);
-        axpy(dq + r * D, prob * (dp[j] - delta_i), ws.k_rows[j], D);
+        ds[j] = std::exp(ds[j] * scale - lse) * (dp_row[j] - delta_i);
       }
+      std::fill(ds + j1, ds + kBlockKeys, 0.0f);
     }
+    gemm(probs, kBlockKeys, k, D, dq, D, tile_rows, D, keys, true);
   }
   T* dq_out = static_cast<T*>(a.dq);
   for (int64_t r = 0; r < rows; ++r) {
@@ -495,40 +481,53 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
   const int64_t keys = std::min(kBlockKeys, s.k_len - n0);
   const int64_t n1 = n0 + keys;
   const float scale = p.softmax_scale;
-  float* dk = ws.acc.data();
-  float* dv = ws.acc2.data();
-  float* scores = ws.scores.data();
-  float* dp = ws.dp.data();
+  float* dk = ws.acc.data();            // [kBlockKeys][D]
+  float* dv = ws.acc2.data();           // [kBlockKeys][D]
+  float* q = ws.q.data();               // [kBlockRows][D]
+  float* dout = ws.dout.data();         // [kBlockRows][D]
+  float* k_t = ws.k_t.data();           // [D][kBlockKeys]
+  float* v_t = ws.v_t.data();           // [D][kBlockKeys]
+  float* probs = ws.probs.data();       // [kBlockRows][kBlockKeys]
+  float* dp = ws.dprobs.data();         // [kBlockRows][kBlockKeys]
+  float* probs_t = ws.probs_t.data();   // [kBlockKeys][kBlockRows]: P^T
+  float* ds_t = ws.dprobs_t.data();     // [kBlockKeys][kBlockRows]: dS^T
 
   load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys,
-                       D, ws.k_t.data());
+                       D, k_t);
   load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
-                       D, ws.v_t.data());
-  std::fill(dk, dk + keys * D, 0.0f);
-  std::fill(dv, dv + keys * D, 0.0f);
+                       D, v_t);
+  std::fill(dk, dk + kBlockKeys * D, 0.0f);
+  std::fill(dv, dv + kBlockKeys * D, 0.0f);
 
+  // For each query head of the group, the rows that see the block, kBlockRows at a time.
   const int64_t rows_begin = w.query_begin(n0);
   const int64_t rows_end = w.query_end(n1);
   for (int64_t head = kv_head * group; head < (kv_head + 1) * group; ++head) {
-    for (int64_t i = rows_begin; i < rows_end; ++i) {
-      const int64_t j0 = std::max(n0, w.key_begin(i)) - n0;
-      const int64_t j1 = std::min(n1, w.key_end(i)) - n0;
-      if (j0 >= j1) continue;
-      const float* q = row_as_float(
-          static_cast<const T*>(a.q) + strided(a.q_strides, s.b, s.q_start + i, head),
-          ws.q.data(), D);
-      const float* dout = row_as_float(
-          static_cast<const T*>(a.dout) + strided(a.dout_strides, s.b, s.q_start + i, head),
-          ws.dout.data(), D);
-      const float lse = a.lse[lse_index(p, s, head, i)];
-      const float delta_i = delta[lse_index(p, s, head, i)];
-      row_times_block(q, ws.k_t.data(), D, j0, j1, scores);
-      row_times_block(dout, ws.v_t.data(), D, j0, j1, dp);
-      for (int64_t j = j0; j < j1; ++j) {
-        const float prob = std::exp(scores[j] * scale - lse);
-        axpy(dv + j * D, prob, dout, D);
-        axpy(dk + j * D, prob * (dp[j] - delta_i), q, D);
+    for (int64_t m0 = rows_begin; m0 < rows_end; m0 += kBlockRows) {
+      const int64_t rows = std::min(kBlockRows, rows_end - m0);
+      const int64_t tile_rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
+      load_block(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, m0, rows,
+                 tile_rows, D, q);
+      load_block(static_cast<const T*>(a.dout), a.dout_strides, s, s.q_start, head, m0, rows,
+                 tile_rows, D, dout);
+      gemm(q, D, k_t, kBlockKeys, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
+      gemm(dout, D, v_t, kBlockKeys, dp, kBlockKeys, tile_rows, kBlockKeys, D, false);
+      // P^T and dS^T, 0 outside each row's keys (columns past `keys` included).
+      for (int64_t r = 0; r < tile_rows; ++r) {
+        const int64_t i = m0 + r;
+        const int64_t j0 = r < rows ? std::max(n0, w.key_begin(i)) - n0 : 0;
+        const int64_t j1 = r < rows ? std::min(n1, w.key_end(i)) - n0 : 0;
+        const float lse = r < rows ? a.lse[lse_index(p, s, head, i)] : 0.0f;
+        const float delta_i = r < rows ? delta[lse_index(p, s, head, i)] : 0.0f;
+        for (int64_t j = 0; j < kBlockKeys; ++j) {
+          const bool allowed = j >= j0 && j < j1;
+          const float prob = allowed ? std::exp(probs[r * kBlockKeys + j] * scale - lse) : 0.0f;
+          probs_t[j * tile_rows + r] = prob;
+          ds_t[j * tile_rows + r] = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
+        }
       }
+      gemm(probs_t, tile_rows, dout, D, dv, D, kBlockKeys, D, tile_rows, true);
+      gemm(ds_t, tile_rows, q, D, dk, D, kBlockKeys, D, tile_rows, true);
     }
   }
   T* dk_out = static_cast<T*>(a.dk);
