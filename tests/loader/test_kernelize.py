@@ -621,11 +621,24 @@ def test_transformer_kernels_mapping_is_defined_not_registered():
     assert mapping_module.current_mapping().layer_names() == []
     with use_kernel_mapping(TRANSFORMER_KERNELS_MAPPING):
         mapping = mapping_module.current_mapping()
-        for target in (Target("cpu"), Target("cuda", 90)):
-            hub_repo = mapping.lookup("RMSNorm", target)[Mode.FALLBACK]
-            assert isinstance(hub_repo, LayerRepository)
-            assert (hub_repo.repo_id, hub_repo.layer_name, hub_repo.version) == (
-                "transformer-kernels/transformer-kernels",
-                "RMSNorm",
-                1,
-            )
+        for name in ("RMSNorm", "SiluAndMul", "AdaLayerNormZero"):
+            for target in (Target("cpu"), Target("cuda", 90)):
+                hub_repo = mapping.lookup(name, target)[Mode.FALLBACK]
+                assert isinstance(hub_repo, LayerRepository)
+                assert (hub_repo.repo_id, hub_repo.layer_name, hub_repo.version) == (
+                    "transformer-kernels/transformer-kernels",
+                    name,
+                    1,
+                )
+
+
+def test_transformer_kernels_mapping_names_every_layer_of_the_package():
+    decisions = (
+        kernel_hub.get_kernel_variants_local(REPO_ROOT) if (REPO_ROOT / "build").is_dir() else []
+    )
+    if not any(decision.accepted for decision in decisions):
+        pytest.skip(f"{REPO_ROOT / 'build'} has no variant loadable here; run kernel-builder build")
+    layers = kernel_hub.get_local_kernel(REPO_ROOT).layers
+    assert sorted(TRANSFORMER_KERNELS_MAPPING) == sorted(layers.__all__)
+    for name in layers.__all__:
+        validate_layer(getattr(layers, name), getattr(layers, name))
