@@ -81,72 +81,53 @@ sm80::Params params_of(const Problem& p, const Strides& q, const Strides& k, con
   return s;
 }
 
-// Calls run<T, kHeadDim>() for the problem's dtype and head dim (both checked).
+// Calls Run<T, kHeadDim>::call(params, stream, sm90) for the problem's dtype and head dim (both
+// checked).
 template <template <typename, int> class Run>
-Status dispatch(const Problem& p, const sm80::Params& params, cudaStream_t stream) {
+Status dispatch(const Problem& p, const sm80::Params& params, cudaStream_t stream, bool sm90) {
   const auto with_type = [&](auto type_tag) {
     using T = decltype(type_tag);
     switch (p.head_dim) {
-      case 64: return Run<T, 64>::call(params, stream);
-      case 96: return Run<T, 96>::call(params, stream);
-      case 128: return Run<T, 128>::call(params, stream);
-      case 192: return Run<T, 192>::call(params, stream);
-      default: return Run<T, 256>::call(params, stream);
+      case 64: return Run<T, 64>::call(params, stream, sm90);
+      case 96: return Run<T, 96>::call(params, stream, sm90);
+      case 128: return Run<T, 128>::call(params, stream, sm90);
+      case 192: return Run<T, 192>::call(params, stream, sm90);
+      default: return Run<T, 256>::call(params, stream, sm90);
     }
   };
   return p.dtype == DType::kFloat16 ? with_type(__half{}) : with_type(__nv_bfloat16{});
 }
 
+// The sm_90a launcher when the GPU takes it (`sm90`) and the head dim has one, else sm_80's.
 template <typename T, int kHeadDim>
 struct RunFwd {
-  static Status call(const sm80::Params& p, cudaStream_t s) { return sm80::run_fwd<T, kHeadDim>(p, s); }
-};
-
-template <typename T, int kHeadDim>
-struct RunFwdSm90 {
-  static Status call(const sm80::Params& p, cudaStream_t s) {
-    if constexpr (sm90::has_fwd(kHeadDim)) return sm90::run_fwd<T, kHeadDim>(p, s);
-    return RunFwd<T, kHeadDim>::call(p, s);
+  static Status call(const sm80::Params& p, cudaStream_t s, bool sm90) {
+    if constexpr (sm90::has_fwd(kHeadDim)) {
+      if (sm90) return sm90::run_fwd<T, kHeadDim>(p, s);
+    }
+    return sm80::run_fwd<T, kHeadDim>(p, s);
   }
 };
 
 template <typename T, int kHeadDim>
 struct RunBwd {
-  static Status call(const sm80::Params& p, cudaStream_t s) { return sm80::run_bwd<T, kHeadDim>(p, s); }
-};
-
-template <typename T, int kHeadDim>
-struct RunBwdSm90 {
-  static Status call(const sm80::Params& p, cudaStream_t s) {
-    if constexpr (sm90::has_bwd(kHeadDim)) return sm90::run_bwd<T, kHeadDim>(p, s);
-    return RunBwd<T, kHeadDim>::call(p, s);
+  static Status call(const sm80::Params& p, cudaStream_t s, bool sm90) {
+    if constexpr (sm90::has_bwd(kHeadDim)) {
+      if (sm90) return sm90::run_bwd<T, kHeadDim>(p, s);
+    }
+    return sm80::run_bwd<T, kHeadDim>(p, s);
   }
 };
 
 // The sm_90a kernels run on sm_90 GPUs when this build has sm_90a code (the builder defines
-// TK_CUDA_SM_90A), for the head dims they have (`has`), when both q and k have rows (TMA maps
-// have no empty dimension).
-Status use_sm90(const Problem& p, bool (*has)(int), bool* use) {
+// TK_CUDA_SM_90A) and both q and k have rows (TMA maps have no empty dimension).
+Status use_sm90(const Problem& p, bool* use) {
   *use = false;
 #ifdef TK_CUDA_SM_90A
-  if (!has(static_cast<int>(p.head_dim)) || p.seqlen_q == 0 || p.seqlen_k == 0) {
-    return Status::Ok();
-  }
-  int device = 0;
-  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return status_from(err);
-  int major = 0;
-  int minor = 0;
-  if (const cudaError_t err =
-          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-      err != cudaSuccess) {
-    return status_from(err);
-  }
-  if (const cudaError_t err =
-          cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-      err != cudaSuccess) {
-    return status_from(err);
-  }
-  *use = major == 9 && minor == 0;
+  if (p.seqlen_q == 0 || p.seqlen_k == 0) return Status::Ok();
+  int capability = 0;
+  if (Status s = current_compute_capability(&capability); !s.ok()) return s;
+  *use = capability == 90;
 #endif
   return Status::Ok();
 }
@@ -170,9 +151,8 @@ Status fwd_cuda(const FwdArgs& a, void* stream) {
   params.out = a.out;
   params.lse = a.lse;
   bool sm90 = false;
-  if (Status s = use_sm90(p, sm90::has_fwd, &sm90); !s.ok()) return s;
-  if (sm90) return dispatch<RunFwdSm90>(p, params, static_cast<cudaStream_t>(stream));
-  return dispatch<RunFwd>(p, params, static_cast<cudaStream_t>(stream));
+  if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
+  return dispatch<RunFwd>(p, params, static_cast<cudaStream_t>(stream), sm90);
 }
 
 Status bwd_cuda(const BwdArgs& a, void* stream) {
@@ -207,9 +187,8 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
   params.dk = a.dk;
   params.dv = a.dv;
   bool sm90 = false;
-  if (Status s = use_sm90(p, sm90::has_bwd, &sm90); !s.ok()) return s;
-  if (sm90) return dispatch<RunBwdSm90>(p, params, static_cast<cudaStream_t>(stream));
-  return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream));
+  if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
+  return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream), sm90);
 }
 
 }  // namespace tk::flash_attn
