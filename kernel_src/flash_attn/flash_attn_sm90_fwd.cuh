@@ -34,6 +34,10 @@ struct FwdParams {
   bool v_rows_first;
 };
 
+// Named barriers 1 .. kConsumers hand the tensor cores from one consumer warpgroup to the next
+// (0 is __syncthreads).
+inline constexpr int kTurnBarrier = 1;
+
 template <int kHeadDim>
 struct FwdShape {
   // Head dim 64 has half the matrix work per score of 128, so a third consumer warpgroup keeps
@@ -43,7 +47,9 @@ struct FwdShape {
   static constexpr int kRows = 64 * kConsumers;
   // Head dim 256 takes 64-key tiles: its O accumulator is already 128 registers per thread.
   static constexpr int kKeys = kHeadDim <= 128 ? 128 : 64;
-  static constexpr int kStages = 2;
+  // Three K/V stages fit up to head dim 128 (hd 128: 32 KiB Q + 3 x 64 KiB, under the 227 KiB
+  // a block may have); 256 keeps two.
+  static constexpr int kStages = kHeadDim <= 128 ? 3 : 2;
   static constexpr int kQBytes = kRows * kHeadDim * 2;
   static constexpr int kKvBytes = kKeys * kHeadDim * 2;  // one K or V tile
   static constexpr int kBarriers = 1 + 4 * kStages;
@@ -153,20 +159,21 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
     const int q_row = static_cast<int>(seq.q_start) + block.m0;
     mbarrier_arrive_expect_tx(q_full, Shape::kQBytes);
     load_tile<kHeadDim, kRows>(q_tile, &fp.q_map, fp.q_rows_first, q_full, block.h, q_row, batch);
-    for (int tile = first_tile; tile < end_tile; ++tile) {
+    // Tile j's K is read at consumer step j and its V at step j + 1: K runs one tile ahead.
+    const auto load = [&](uint64_t* empty, uint64_t* full, T* tiles, const CUtensorMap* map,
+                          bool rows_first, int tile) {
       const int it = tile - first_tile;
       const int s = it % kStages;
-      const uint32_t free_parity = ((it / kStages) & 1) ^ 1;
-      const int k_row = static_cast<int>(seq.k_start) + tile * kKeys;
-      mbarrier_wait(&k_empty[s], free_parity);
-      mbarrier_arrive_expect_tx(&k_full[s], Shape::kKvBytes);
-      load_tile<kHeadDim, kKeys>(k_tiles + s * kKeys * kHeadDim, &fp.k_map, fp.k_rows_first,
-                                 &k_full[s], block.hk, k_row, batch);
-      mbarrier_wait(&v_empty[s], free_parity);
-      mbarrier_arrive_expect_tx(&v_full[s], Shape::kKvBytes);
-      load_tile<kHeadDim, kKeys>(v_tiles + s * kKeys * kHeadDim, &fp.v_map, fp.v_rows_first,
-                                 &v_full[s], block.hk, k_row, batch);
+      mbarrier_wait(&empty[s], ((it / kStages) & 1) ^ 1);
+      mbarrier_arrive_expect_tx(&full[s], Shape::kKvBytes);
+      load_tile<kHeadDim, kKeys>(tiles + s * kKeys * kHeadDim, map, rows_first, &full[s],
+                                 block.hk, static_cast<int>(seq.k_start) + tile * kKeys, batch);
+    };
+    for (int tile = first_tile; tile < end_tile; ++tile) {
+      load(k_empty, k_full, k_tiles, &fp.k_map, fp.k_rows_first, tile);
+      if (tile > first_tile) load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, tile - 1);
     }
+    load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, end_tile - 1);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -194,13 +201,29 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
       online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
     };
 
+    // The consumers take turns issuing their matrix products (warpgroup c waits for c - 1), so
+    // that one's softmax runs while the tensor cores work for another. Consumer 0 starts; the
+    // last one does not hand over after its final products (nobody would take the turn).
+    const int issues = end_tile - first_tile + 1;
+    int issue = 0;
+    const auto take_turn = [&] { named_barrier_sync(kTurnBarrier + consumer, 256); };
+    const auto pass_turn = [&] {
+      ++issue;
+      if (consumer + 1 < Shape::kConsumers || issue < issues) {
+        named_barrier_arrive(kTurnBarrier + (consumer + 1) % Shape::kConsumers, 256);
+      }
+    };
+    if (consumer == Shape::kConsumers - 1) named_barrier_arrive(kTurnBarrier, 256);
+
     float sc[kKeys / 8][4] = {};
     uint32_t pa[kKeys / 16][4];
     mbarrier_wait(q_full, 0);
     mbarrier_wait(&k_full[0], 0);
+    take_turn();
     wgmma_fence();
     issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(0));
     wgmma_commit();
+    pass_turn();
     wgmma_wait<0>();
     fence_registers(sc);
     if (lane == 0) mbarrier_arrive(&k_empty[0]);
@@ -212,14 +235,16 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
       const int s = it % kStages;
       const int prev = (it - 1) % kStages;
       mbarrier_wait(&k_full[s], (it / kStages) & 1);
+      mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
+      take_turn();
       wgmma_fence();
       issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(s));
       wgmma_commit();
-      mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
       fence_registers(o);
       wgmma_fence();
       issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(prev));
       wgmma_commit();
+      pass_turn();
 
       wgmma_wait<1>();  // the scores; P V of the previous tile may still run
       fence_registers(sc);
@@ -230,16 +255,19 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
       fence_registers(o);
       fence_fragments(pa);
       if (lane == 0) mbarrier_arrive(&v_empty[prev]);
-      scale_rows(o, rescale);
+      // Once the running max settles most tiles leave it unchanged: no 64-register multiply.
+      if (rescale[0] != 1.0f || rescale[1] != 1.0f) scale_rows(o, rescale);
       a_fragments<T, kKeys>(pa, sc);
     }
 
     const int last = (end_tile - 1 - first_tile) % kStages;
     mbarrier_wait(&v_full[last], ((end_tile - 1 - first_tile) / kStages) & 1);
+    take_turn();
     fence_registers(o);
     wgmma_fence();
     issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(last));
     wgmma_commit();
+    pass_turn();
     wgmma_wait<0>();
     fence_registers(o);
     fence_fragments(pa);

@@ -1,6 +1,6 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
-// shared-memory matrix descriptors for wgmma, the wgmma fence / commit / wait, and setmaxnreg.
+// the wgmma fence / commit / wait, named barriers, and setmaxnreg.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
@@ -106,6 +106,18 @@ __device__ __forceinline__ void fence_registers(float (&d)[kTiles][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[n][e])::"memory");
   }
+}
+
+// ---- named barriers ---------------------------------------------------------------------------
+
+// Waits until `threads` threads (whole warps) have reached barrier `id` by sync or arrive.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Counts this warp toward barrier `id` without waiting.
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- register reallocation between warpgroups ---------------------------------------------------

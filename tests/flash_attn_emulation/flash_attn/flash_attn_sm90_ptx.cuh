@@ -2,6 +2,7 @@
 // the include path): the same functions on the host, from the PTX ISA's definitions.
 //   mbarrier: a phase counter, pending arrivals and a transaction count, guarded by one mutex;
 //     a wait blocks on a condition variable until the phase of the asked parity has completed.
+//   bar.sync / bar.arrive: a per-id thread count that opens at the asked number of threads.
 //   TMA: the copy happens when issued (box elements past the tensor read as zero, the
 //     128-byte swizzle applied to the shared-memory address), then completes its bytes on the
 //     barrier. The tensor map is EmulatedTensorMap, written by the emulator's
@@ -103,6 +104,37 @@ inline void mbarrier_complete_tx(uint64_t* bar, uint32_t bytes) {
 inline void mbarrier_wait(uint64_t* bar, uint32_t parity) {
   std::unique_lock<std::mutex> lock(mbarrier_mutex);
   mbarrier_changed.wait(lock, [&] { return (mbarriers.at(bar).completed_phases & 1) != parity; });
+}
+
+// ---- named barriers ---------------------------------------------------------------------------
+
+struct NamedBarrier {
+  int arrived = 0;
+  uint64_t generation = 0;
+};
+
+inline NamedBarrier named_barriers[16];
+
+// Counts one thread; the barrier completes (and opens) at `threads`. Holds mbarrier_mutex.
+inline void named_barrier_count(int id, int threads) {
+  NamedBarrier& b = named_barriers[id];
+  if (++b.arrived == threads) {
+    b.arrived = 0;
+    ++b.generation;
+    mbarrier_changed.notify_all();
+  }
+}
+
+inline void named_barrier_sync(int id, int threads) {
+  std::unique_lock<std::mutex> lock(mbarrier_mutex);
+  const uint64_t generation = named_barriers[id].generation;
+  named_barrier_count(id, threads);
+  mbarrier_changed.wait(lock, [&] { return named_barriers[id].generation != generation; });
+}
+
+inline void named_barrier_arrive(int id, int threads) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  named_barrier_count(id, threads);
 }
 
 // ---- TMA --------------------------------------------------------------------------------------
