@@ -273,8 +273,11 @@ def test_deterministic_backward_is_bitwise_reproducible(backend):
     first, second = grads(True), grads(True)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    for a, b in zip(first, grads(False)):  # every backend here has no non-deterministic path
-        assert torch.equal(a, b)
+    # Both paths against the reference: the default one (on sm_90 at head dim 128, dQ summed
+    # with atomics) and the deterministic one.
+    for deterministic, result in ((False, grads(False)), (True, first)):
+        _check_against_reference(kernel, [q, k, v], out, lse, result, dout,
+                                 f"deterministic={deterministic}", causal=True, window=(-1, -1))
 
     # Through autograd, under torch.use_deterministic_algorithms(True).
     previous = torch.are_deterministic_algorithms_enabled()
@@ -388,12 +391,17 @@ EMULATED_CASES = [
     (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
 ]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window)
-# and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and Sq > Sk; GQA.
+# and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and Sq > Sk; GQA. The backward
+# at 64 and 128 sums dQ with atomics unless deterministic (then: the separate dq kernel).
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     (1, 200, 150, 2, 2, 128, False, (8, 4), torch.float16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 40, 17, 2, 2, 256, True, (-1, -1), torch.float16),
+]
+EMULATED_SM90_DETERMINISTIC_CASES = [
+    (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
+    (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.float16),
 ]
 
 
@@ -420,7 +428,8 @@ def emulator(tmp_path_factory):
     return binary
 
 
-def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, sm=80):
+def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, sm=80,
+                  deterministic=False):
     """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator (capability sm)."""
     q, k, v = leaves
     head_dim = q.shape[-1]
@@ -435,7 +444,7 @@ def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, 
     dtype_code = 1 if q.dtype == torch.float16 else 2
     fields = [dtype_code, head_dim, batch, seqlen_q, seqlen_k, max_q, max_k, q.shape[-2],
               k.shape[-2], int(causal), window[0], window[1], repr(head_dim**-0.5),
-              int(varlen is not None)]
+              int(varlen is not None), int(deterministic)]
     (directory / "problem.txt").write_text(" ".join(map(str, fields)))
     for name, t in zip(("q", "k", "v", "dout"), (q, k, v, dout)):
         t.contiguous().view(torch.int16).numpy().tofile(directory / f"{name}.bin")
@@ -454,15 +463,26 @@ def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, 
             tuple(load(n, t.shape) for n, t in zip(("dq", "dk", "dv"), (q, k, v))))
 
 
+def _emulated_id(value):
+    if isinstance(value, tuple):
+        return f"hdim{value[5]}-{value[1]}x{value[2]}"
+    if isinstance(value, bool):
+        return "deterministic" if value else "atomic"
+    return f"sm{value}"
+
+
 @pytest.mark.parametrize(
-    ("sm", "case"),
-    [(80, c) for c in EMULATED_CASES] + [(90, c) for c in EMULATED_SM90_CASES],
-    ids=lambda v: f"hdim{v[5]}-{v[1]}x{v[2]}" if isinstance(v, tuple) else f"sm{v}")
-def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, sm, case):
+    ("sm", "deterministic", "case"),
+    [(80, False, c) for c in EMULATED_CASES] + [(90, False, c) for c in EMULATED_SM90_CASES]
+    + [(90, True, c) for c in EMULATED_SM90_DETERMINISTIC_CASES],
+    ids=_emulated_id)
+def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, sm, deterministic,
+                                               case):
     batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
     leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
     dout = torch.randn_like(leaves[0])
-    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window, sm=sm)
+    out, lse, grads = _run_emulated(emulator, tmp_path, leaves, dout, causal, window, sm=sm,
+                                    deterministic=deterministic)
     _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout,
                              f"emulated sm_{sm} {case}", causal=causal, window=window)
 

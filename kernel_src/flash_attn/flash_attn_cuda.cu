@@ -115,7 +115,9 @@ struct RunBwd {
     if constexpr (sm90::has_bwd(kHeadDim)) {
       if (sm90) return sm90::run_bwd<T, kHeadDim>(p, s);
     }
-    return sm80::run_bwd<T, kHeadDim>(p, s);
+    sm80::Params without_accum = p;
+    without_accum.dq_accum = nullptr;
+    return sm80::run_bwd<T, kHeadDim>(without_accum, s);
   }
 };
 
@@ -133,6 +135,11 @@ Status use_sm90(const Problem& p, bool* use) {
 }
 
 }  // namespace
+
+bool bwd_cuda_accumulates_dq(const Problem& p, bool deterministic) {
+  bool sm90 = false;
+  return !deterministic && sm90::has_bwd(p.head_dim) && use_sm90(p, &sm90).ok() && sm90;
+}
 
 Status fwd_cuda(const FwdArgs& a, void* stream) {
   const Problem& p = a.problem;
@@ -188,6 +195,16 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
   params.dv = a.dv;
   bool sm90 = false;
   if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
+  if (params.max_seqlen_q > 0 && bwd_cuda_accumulates_dq(p, a.deterministic)) {
+    if (a.dq_accum == nullptr) {
+      return invalid("flash_attn: this CUDA backward needs the dq_accum workspace (dq's shape, "
+                     "fp32)");
+    }
+    if (!all_aligned({a.dq_accum}, 16)) {
+      return invalid("flash_attn: dq_accum must be 16-byte aligned");
+    }
+    params.dq_accum = a.dq_accum;
+  }
   return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream), sm90);
 }
 

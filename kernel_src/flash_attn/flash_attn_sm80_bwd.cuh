@@ -1,6 +1,7 @@
 // The sm_80 FlashAttention backward, deterministic by construction (no atomics): three kernels
 // on the caller's stream.
-//   1. delta[i] = dot(dout[i], out[i]), one warp per row.
+//   1. delta[i] = dot(dout[i], out[i]), one warp per row (which also zeroes the row of
+//      dq_accum when there is one: the sm_90a backward's dQ sum).
 //   2. dk, dv: one block per (key block, key head, sequence). Each warp owns 16 keys (and, for
 //      head dims above 128, half of the head dim of dk and dv, to keep the accumulators in
 //      registers). The block walks the group's query heads and then the query blocks that see
@@ -77,6 +78,10 @@ __global__ void __launch_bounds__(kThreads) bwd_delta_kernel(const Params p) {
     }
     sum = warp_sum(sum);
     if (lane == 0) p.delta[lse_index(p, seq, i, h)] = sum;
+    if (p.dq_accum != nullptr && lane < kHeadDim / 8) {
+      *reinterpret_cast<Vec<float, 8>*>(p.dq_accum + q_like_row(p, seq, i, h, kHeadDim) +
+                                        lane * 8) = zeros<float, 8>();
+    }
   }
 }
 

@@ -32,6 +32,9 @@ struct Params {
   void* dq = nullptr;
   void* dk = nullptr;
   void* dv = nullptr;
+  // fp32, dq's shape, or null: the sm_90a backward that sums dQ with atomics accumulates here
+  // (zeroed by the delta kernel) and then rounds into dq.
+  float* dq_accum = nullptr;
 
   // Device pointers, or null for the batched layout. Trusted: not read on the host.
   const int32_t* cu_seqlens_q = nullptr;

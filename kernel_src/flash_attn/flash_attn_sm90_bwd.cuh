@@ -1,13 +1,19 @@
-// The sm_90a FlashAttention backward, deterministic by construction (no atomics), on the same
-// machinery as the forward (TMA copies into 128-byte-swizzled tiles, wgmma, a producer warp
-// and two consumer warpgroups). After the sm_80 delta kernel (delta = rowsum(dout * out)):
+// The sm_90a FlashAttention backward on the same machinery as the forward (TMA copies into
+// 128-byte-swizzled tiles, wgmma, a producer warp and two consumer warpgroups), in two forms
+// after the sm_80 delta kernel (delta = rowsum(dout * out)):
 //   dk/dv: one block per (128 keys, key head, sequence); K and V stay in shared memory, and the
 //     (query head of the group, 64-query block) steps that see the keys stream Q and dout
 //     through two stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   dq: one block per (128 query rows, query head, sequence); Q and dout stay, K and V stream in
-//     64-key tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
+//   Accumulating (kWithDq, the default): the dk/dv kernel also writes each step's dS (both
+//     warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows, each
+//     warpgroup half of the head dim, adding it into the fp32 dq_accum with atomics: five
+//     products per step instead of the seven of the deterministic form. Then dq = dq_accum *
+//     scale, rounded, one warp per row.
+//   Deterministic (no atomics): dk/dv as above, then dq: one block per (128 query rows, query
+//     head, sequence); Q and dout stay, K and V stream in 64-key tiles: S = Q K^T,
+//     dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
 // Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers.
 // Framework-free: CUDA headers only.
@@ -39,19 +45,28 @@ struct BwdShape {
   static constexpr int kStages = 2;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
-  static constexpr int kSmemBytes = kResidentBytes + kStages * kStreamedBytes +
-                                    2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages) +
-                                    kSwizzleBytes;
+  // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys), two so that
+  // one step's can be written while the other warpgroup may still read the last one's.
+  static constexpr int kDsStages = 2;
+  static constexpr int kDsBytes = kStreamed * kResident * 2;
+  static constexpr int smem_bytes(bool with_ds) {
+    return kResidentBytes + kStages * kStreamedBytes + (with_ds ? kDsStages * kDsBytes : 0) +
+           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages) + kSwizzleBytes;
+  }
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };
 
+// The named barrier at which both consumer warpgroups have written their keys of a step's dS.
+inline constexpr int kDsWrittenBarrier = 1;
+
 // Shared memory of a backward block, its tiles aligned to the swizzle period.
-template <typename T, int kHeadDim>
+template <typename T, int kHeadDim, bool kWithDs = false>
 struct BwdSmem {
   using Shape = BwdShape<kHeadDim>;
   T* resident[2];   // [kChunks][kResident][64] each
   T* streamed[2];   // stage s of tile t at streamed[t] + s * kStreamed * kHeadDim
+  T* ds;            // kWithDs: [kDsStages][kResident / 64][kStreamed][64], dS K-major
   float* lse;       // [kStages][kStreamed], log2 domain (dk/dv kernel)
   float* delta;     // [kStages][kStreamed]
   uint64_t* resident_full;
@@ -66,7 +81,8 @@ struct BwdSmem {
     resident[1] = resident[0] + Shape::kResident * kHeadDim;
     streamed[0] = resident[1] + Shape::kResident * kHeadDim;
     streamed[1] = streamed[0] + Shape::kStages * Shape::kStreamed * kHeadDim;
-    lse = reinterpret_cast<float*>(streamed[1] + Shape::kStages * Shape::kStreamed * kHeadDim);
+    ds = streamed[1] + Shape::kStages * Shape::kStreamed * kHeadDim;
+    lse = reinterpret_cast<float*>(ds + (kWithDs ? Shape::kDsStages * Shape::kDsBytes / 2 : 0));
     delta = lse + Shape::kStages * Shape::kStreamed;
     resident_full = reinterpret_cast<uint64_t*>(delta + Shape::kStages * Shape::kStreamed);
     full = resident_full + 1;
@@ -88,8 +104,8 @@ struct BwdSmem {
 // streamed pair at stream(step) = {head, row}; before each copy the whole warp runs
 // stage_rows(step, stage, lane) (the dk/dv kernel's lse and delta), which lane 0 then publishes
 // with the copy's barrier.
-template <typename T, int kHeadDim, class Stream, class StageRows>
-__device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHeadDim>& sm,
+template <typename T, int kHeadDim, bool kWithDs, class Stream, class StageRows>
+__device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHeadDim, kWithDs>& sm,
                                             int resident_head, int resident_row, int batch,
                                             int steps, Stream stream, StageRows stage_rows) {
   using Shape = BwdShape<kHeadDim>;
@@ -145,7 +161,79 @@ __device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t
   fence_registers(y);
 }
 
+// Writes one warp's 16 keys of dS^T (its dK A fragments: k-step kk holds query rows 16 kk ..
+// 16 kk + 15) into a dS tile as dS, rows x keys, K-major and 128-byte swizzled like a TMA
+// tile: one transposing store of four 8 x 8 matrices per k-step. key0 is the warp's first key
+// within the tile's kKeys.
+template <int kRows, int kKeys>
+__device__ __forceinline__ void store_ds(uint32_t ds_tile, const uint32_t (&dsa)[kRows / 16][4],
+                                         int key0, int lane) {
+  // Fragment register m holds keys key0 + 8 (m % 2) .., rows 16 kk + 8 (m / 2) ..; lane l
+  // addresses row l % 8 of matrix l / 8 of the transposed result.
+  const int m = lane / 8;
+  const int key = key0 + 8 * (m % 2);
+  const uint32_t chunk = ds_tile + (key / 64) * kRows * 128;
+  const uint32_t unit = ((key % 64) / 8) ^ (lane % 8);
+#pragma unroll
+  for (int kk = 0; kk < kRows / 16; ++kk) {
+    const int row = 16 * kk + 8 * (m / 2) + lane % 8;
+    stmatrix_x4_trans(chunk + row * 128 + unit * 16, dsa[kk]);
+  }
+}
+
+// acc = dS K[:, col0 .. col0 + kCols) for one warpgroup: A the whole dS tile (kRows x kKeys,
+// K-major), B the resident K tile (kKeys rows, N-major) from `k_cols`, the shared address of
+// element (0, col0); kCols <= 64 stays inside one 64-column chunk.
+template <typename T, int kRows, int kKeys, int kCols>
+__device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t ds_tile,
+                                           uint32_t k_cols) {
+  static_assert(kCols <= 64, "one chunk of K");
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    wgmma_ss_b_nmajor<T>(acc, smem_descriptor(ds_tile + (kk / 4) * kRows * 128 + (kk % 4) * 32, 0),
+                         smem_descriptor(k_cols + kk * 16 * 128, 0), kk > 0);
+  }
+}
+
+// Adds one warp's 16 rows (row0 + g, + 8) of a dQ accumulator (columns col0 + 8n + 2t, + 1)
+// into p.dq_accum; rows past the sequence are not there.
+template <int kHeadDim, int kCols>
+__device__ __forceinline__ void add_dq_rows(const Params& p, const sm80::Sequence& seq,
+                                            const float (&dq)[kCols / 8][4], int head, int row0,
+                                            int col0, int lane) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int i = row0 + lane / 4 + 8 * half;
+    if (i >= seq.q_len) continue;
+    float* row = p.dq_accum + sm80::q_like_row(p, seq, i, head, kHeadDim) + col0 + 2 * (lane % 4);
+#pragma unroll
+    for (int n = 0; n < kCols / 8; ++n) {
+      atomic_add_pair(row + 8 * n, dq[n][2 * half], dq[n][2 * half + 1]);
+    }
+  }
+}
+
+// dq = dq_accum * softmax_scale in T, one warp per row on the delta kernel's grid.
 template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(sm80::kThreads) bwd_dq_convert_kernel(const Params p) {
+  const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
+  const int h = blockIdx.y;
+  const int lane = threadIdx.x % 32;
+  for (int r = threadIdx.x / 32; r < sm80::kDeltaRowsPerBlock; r += sm80::kWarps) {
+    const int i = blockIdx.x * sm80::kDeltaRowsPerBlock + r;
+    if (i >= seq.q_len) break;
+    if (lane < kHeadDim / 8) {
+      const int64_t at = sm80::q_like_row(p, seq, i, h, kHeadDim) + lane * 8;
+      float values[8];
+      to_floats(*reinterpret_cast<const Vec<float, 8>*>(p.dq_accum + at), values);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) values[e] *= p.softmax_scale;
+      *reinterpret_cast<Vec<T, 8>*>(static_cast<T*>(p.dq) + at) = from_floats<T>(values);
+    }
+  }
+}
+
+template <typename T, int kHeadDim, bool kWithDq>
 __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     bwd_dk_dv_kernel(const __grid_constant__ BwdParams bp) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -156,7 +244,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   constexpr int kRows = Shape::kStreamed;
   const Params& p = bp.base;
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<T, kHeadDim> sm(smem_raw);
+  BwdSmem<T, kHeadDim, kWithDq> sm(smem_raw);
 
   const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
   const int n0 = blockIdx.x * kKeys;
@@ -239,18 +327,48 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     uint32_t dsa[kRows / 16][4];
     a_fragments<T, kRows>(pa, st);
     a_fragments<T, kRows>(dsa, dpt);
+    // Once dV and dK of the step are done: its Q and dout stage goes back to the producer.
+    const auto release_step = [&] {
+      fence_registers(dv);
+      fence_registers(dk);
+      fence_fragments(pa);
+      fence_fragments(dsa);
+      if (lane == 0) mbarrier_arrive(&sm.empty[s]);
+    };
+    const uint32_t ds_tile =
+        kWithDq ? shared_address(sm.ds + (step % Shape::kDsStages) * kRows * kKeys) : 0;
+    if constexpr (kWithDq) {
+      store_ds<kRows, kKeys>(ds_tile, dsa, consumer * 64 + warp * 16, lane);
+      fence_async_shared();
+    }
     fence_registers(dv);
     fence_registers(dk);
     wgmma_fence();
     issue_p_b<T, kRows, kHeadDim, kRows>(dv, pa, dout_stage);
     issue_p_b<T, kRows, kHeadDim, kRows>(dk, dsa, q_stage);
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(dv);
-    fence_registers(dk);
-    fence_fragments(pa);
-    fence_fragments(dsa);
-    if (lane == 0) mbarrier_arrive(&sm.empty[s]);
+    if constexpr (kWithDq) {
+      // This warpgroup's half of the head dim of dQ = dS K over all kKeys keys, once the other
+      // warpgroup's keys of dS are written too. The dS stage written next step is the one both
+      // warpgroups finished reading before they met here.
+      constexpr int kCols = kHeadDim / 2;
+      const int col0 = consumer * kCols;
+      float dq[kCols / 8][4] = {};
+      named_barrier_sync(kDsWrittenBarrier, 128 * Shape::kConsumers);
+      wgmma_fence();
+      issue_ds_k<T, kRows, kKeys, kCols>(
+          dq, ds_tile,
+          shared_address(sm.resident[0]) + (col0 / 64) * kKeys * 128 + (col0 % 64) * 2);
+      wgmma_commit();
+      wgmma_wait<1>();
+      release_step();
+      wgmma_wait<0>();
+      fence_registers(dq);
+      add_dq_rows<kHeadDim, kCols>(p, seq, dq, step_head(step), m0 + warp * 16, col0, lane);
+    } else {
+      wgmma_wait<0>();
+      release_step();
+    }
   }
 
   if (warp_key0 >= seq.k_len) return;

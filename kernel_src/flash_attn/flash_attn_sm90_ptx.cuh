@@ -1,6 +1,7 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
-// the wgmma fence / commit / wait, named barriers, and setmaxnreg.
+// the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store
+// and the vector atomic add of the backward.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
@@ -106,6 +107,36 @@ __device__ __forceinline__ void fence_registers(float (&d)[kTiles][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[n][e])::"memory");
   }
+}
+
+// Makes this thread's ordinary shared-memory stores visible to the asynchronous proxy (wgmma
+// operand reads, TMA); a barrier between the writers and the wgmma issuers must follow.
+__device__ __forceinline__ void fence_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// ---- stores from accumulator fragments --------------------------------------------------------
+
+// Warp-collective: four 8 x 8 matrices of 16-bit elements, each held as the mma C-fragment
+// (lane 4g + t: row g, columns 2t, 2t + 1; matrix m in r[m]), stored transposed: lane l gives
+// the shared address of row l % 8 of matrix l / 8 of the result (16 contiguous bytes), which is
+// column l % 8 of the held matrix.
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                   row_address),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
+// global[0] += a, global[1] += b as one 8-byte reduction (sm_90; `global` 8-byte aligned).
+__device__ __forceinline__ void atomic_add_pair(float* global, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  // Compiled for an older architecture (this header is part of every pass), never run there.
+  atomicAdd(global, a);
+  atomicAdd(global + 1, b);
+#else
+  atomicAdd(reinterpret_cast<float2*>(global), make_float2(a, b));
+#endif
 }
 
 // ---- named barriers ---------------------------------------------------------------------------

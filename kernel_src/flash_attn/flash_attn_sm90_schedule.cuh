@@ -44,10 +44,10 @@ Status schedule_fwd(const Params& p, cudaStream_t stream) {
 template <class Launcher, typename T, int kHeadDim>
 Status schedule_bwd(const Params& p, cudaStream_t stream) {
   using Shape = BwdShape<kHeadDim>;
-  if (Status s = Launcher::launch(
-          sm80::bwd_delta_kernel<T, kHeadDim>, 0,
-          sm80::grid_of(p.max_seqlen_q, sm80::kDeltaRowsPerBlock, p.heads_q, p), sm80::kThreads,
-          p, stream);
+  const dim3 delta_blocks =
+      sm80::grid_of(p.max_seqlen_q, sm80::kDeltaRowsPerBlock, p.heads_q, p);
+  if (Status s = Launcher::launch(sm80::bwd_delta_kernel<T, kHeadDim>, 0, delta_blocks,
+                                  sm80::kThreads, p, stream);
       !s.ok()) {
     return s;
   }
@@ -69,9 +69,19 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
-  if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim>, Shape::kSmemBytes,
-                                  sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p),
-                                  Shape::kThreads, dk_dv, stream);
+  const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
+  if (p.dq_accum != nullptr) {
+    if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
+                                    Shape::smem_bytes(true), key_blocks, Shape::kThreads, dk_dv,
+                                    stream);
+        !s.ok()) {
+      return s;
+    }
+    return Launcher::launch(bwd_dq_convert_kernel<T, kHeadDim>, 0, delta_blocks, sm80::kThreads,
+                            p, stream);
+  }
+  if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, false>, Shape::smem_bytes(false),
+                                  key_blocks, Shape::kThreads, dk_dv, stream);
       !s.ok()) {
     return s;
   }
@@ -88,7 +98,7 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
-  return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::kSmemBytes,
+  return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false),
                           sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
                           Shape::kThreads, dq, stream);
 }

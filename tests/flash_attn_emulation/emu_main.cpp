@@ -2,6 +2,7 @@
 // written by tests/test_flash_attn.py into a directory:
 //   problem.txt  dtype(1 fp16, 2 bf16) head_dim batch seqlen_q seqlen_k max_seqlen_q
 //                max_seqlen_k heads_q heads_k causal window_left window_right softmax_scale varlen
+//                deterministic
 //   q.bin k.bin v.bin dout.bin  contiguous, the layouts of flash_attn.h
 //   cu_seqlens_q.bin cu_seqlens_k.bin  int32, when varlen
 // and writes out.bin, lse.bin (fp32), dq.bin, dk.bin, dv.bin there. Exit status 1 with the
@@ -46,10 +47,10 @@ int main(int argc, char** argv) {
   }
   const std::string dir = std::string(argv[1]) + "/";
   Problem p;
-  int dtype = 0, causal = 0, varlen = 0;
+  int dtype = 0, causal = 0, varlen = 0, deterministic = 0;
   std::ifstream(dir + "problem.txt") >> dtype >> p.head_dim >> p.batch >> p.seqlen_q >>
       p.seqlen_k >> p.max_seqlen_q >> p.max_seqlen_k >> p.heads_q >> p.heads_k >> causal >>
-      p.window_left >> p.window_right >> p.softmax_scale >> varlen;
+      p.window_left >> p.window_right >> p.softmax_scale >> varlen >> deterministic;
   p.dtype = dtype == 1 ? tk::DType::kFloat16 : tk::DType::kBFloat16;
   p.causal = causal != 0;
   std::vector<char> cu_q, cu_k;
@@ -71,6 +72,8 @@ int main(int argc, char** argv) {
   std::vector<char> out(rows_q * q_row * 2), lse(rows_q * p.heads_q * 4),
       delta(rows_q * p.heads_q * 4), dq(rows_q * q_row * 2), dk(rows_k * k_row * 2),
       dv(rows_k * k_row * 2);
+  // Garbage, as an uninitialised workspace would be: the backward must zero it itself.
+  std::vector<float> dq_accum(rows_q * q_row, 1e30f);
 
   FwdArgs fwd;
   fwd.problem = p;
@@ -96,6 +99,8 @@ int main(int argc, char** argv) {
   bwd.out = out.data();
   bwd.lse = reinterpret_cast<const float*>(lse.data());
   bwd.delta = reinterpret_cast<float*>(delta.data());
+  bwd.deterministic = deterministic != 0;
+  if (tk::flash_attn::bwd_cuda_accumulates_dq(p, bwd.deterministic)) bwd.dq_accum = dq_accum.data();
   bwd.dout_strides = q_strides;
   bwd.q_strides = q_strides;
   bwd.k_strides = k_strides;

@@ -18,11 +18,13 @@ Semantics (every backend, and the reference):
   dtype, lse is float32 [B, Hq, Sq] (varlen: [Hq, total_q]) and is not differentiable.
 - q, k, v may be strided (the result of transposes or of unbinding a fused qkv) as long as
   their last dimension is contiguous; otherwise they are copied once.
-- The backward is bitwise deterministic on every backend built today (Triton computes dq in its
-  own kernel, without atomics, which measured faster than atomics on an H200; the CPU kernels
-  sum in a fixed order). Autograd passes ``torch.are_deterministic_algorithms_enabled()`` and
-  the ``*_backward`` op takes the flag explicitly, for backends that will have a faster
-  non-deterministic path.
+- The backward is bitwise deterministic on the CPU and Triton backends (Triton computes dq in
+  its own kernel, without atomics, which measured faster than atomics on an H200; the CPU
+  kernels sum in a fixed order) and on the CUDA sm_80 kernels. The sm_90a CUDA backward at head
+  dims 64 and 128 sums dq over key blocks with fp32 atomics (five matrix products per step
+  instead of seven) unless asked to be deterministic: autograd passes
+  ``torch.are_deterministic_algorithms_enabled()`` and the ``*_backward`` op takes the flag
+  explicitly; deterministic, it computes dq in its own kernel.
 
 This module holds the fp32 reference, the argument checks, the fakes of every op, the public
 API, and the Python backends (functional ops, autograd, Triton launchers) of the Triton variant.

@@ -8,7 +8,9 @@
 //     barrier. The tensor map is EmulatedTensorMap, written by the emulator's
 //     cuTensorMapEncodeTiled (emu_launch.cpp).
 //   wgmma: flash_attn_sm90_wgmma.cuh beside this; fence, commit and wait are no-ops (the
-//     emulated instruction completes before it returns), as is setmaxnreg.
+//     emulated instruction completes before it returns), as are setmaxnreg and the proxy fence.
+//   stmatrix: the warp exchanges its fragments; each lane writes the row whose address it gave.
+//   The pair atomic add: two float adds under one mutex.
 // Shared-memory addresses are offsets into smem_raw (the kernels' extern __shared__ array),
 // which is 1024-byte aligned, so the swizzle sees the same address bits as on the GPU.
 #pragma once
@@ -135,6 +137,36 @@ inline void named_barrier_sync(int id, int threads) {
 inline void named_barrier_arrive(int id, int threads) {
   std::lock_guard<std::mutex> lock(mbarrier_mutex);
   named_barrier_count(id, threads);
+}
+
+// ---- stores from accumulator fragments --------------------------------------------------------
+
+inline void fence_async_shared() {}
+
+inline void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
+  uint64_t mine[emu::kWords] = {row_address, r[0], r[1], r[2], r[3]};
+  uint64_t all[32][emu::kWords];
+  emu::exchange(mine, all);
+  // Row l % 8 of result matrix m = l / 8 is column l % 8 of held matrix m: element c of it is
+  // held by lane 4c + (l % 8) / 2, half (l % 8) % 2 of its register m.
+  const int lane = threadIdx.x % 32;
+  const int m = lane / 8;
+  const int column = lane % 8;
+  for (int c = 0; c < 8; ++c) {
+    const uint32_t word = static_cast<uint32_t>(all[4 * c + column / 2][1 + m]);
+    const uint16_t half = static_cast<uint16_t>(column % 2 ? word >> 16 : word & 0xFFFF);
+    std::memcpy(smem_raw + row_address + 2 * c, &half, 2);
+  }
+  // Every lane's writes land before any lane goes on (the warp's store completes as one).
+  emu::exchange(mine, all);
+}
+
+inline std::mutex atomic_mutex;
+
+inline void atomic_add_pair(float* global, float a, float b) {
+  std::lock_guard<std::mutex> lock(atomic_mutex);
+  global[0] += a;
+  global[1] += b;
 }
 
 // ---- TMA --------------------------------------------------------------------------------------

@@ -86,6 +86,17 @@ inline void wgmma_ss(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumul
 }
 
 template <typename T, int kTiles>
+inline void wgmma_ss_b_nmajor(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumulate) {
+  uint64_t mine[emu::kWords] = {a, b};
+  uint64_t all[128][emu::kWords];
+  emu::exchange_warpgroup(mine, all);
+  const Descriptor da = decode(a);
+  const Descriptor db = decode(b);
+  multiply(d, accumulate, [&](int row, int k) { return k_major<T>(da, row, k); },
+           [&](int k, int n) { return n_major<T>(db, k, n); });
+}
+
+template <typename T, int kTiles>
 inline void wgmma_rs(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
   uint64_t mine[emu::kWords] = {a[0], a[1], a[2], a[3], b};
   uint64_t all[128][emu::kWords];
