@@ -45,20 +45,19 @@ struct BwdShape {
   static constexpr int kStages = 2;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
-  // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys), two so that
-  // one step's can be written while the other warpgroup may still read the last one's.
-  static constexpr int kDsStages = 2;
+  // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys): a step's dS
+  // is read one step after it is written, and three stages let either warpgroup run up to a
+  // step ahead of the other.
+  static constexpr int kDsStages = 3;
   static constexpr int kDsBytes = kStreamed * kResident * 2;
   static constexpr int smem_bytes(bool with_ds) {
     return kResidentBytes + kStages * kStreamedBytes + (with_ds ? kDsStages * kDsBytes : 0) +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages) + kSwizzleBytes;
+           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages) + kSwizzleBytes;
   }
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };
 
-// The named barrier at which both consumer warpgroups have written their keys of a step's dS.
-inline constexpr int kDsWrittenBarrier = 1;
 
 // Shared memory of a backward block, its tiles aligned to the swizzle period.
 template <typename T, int kHeadDim, bool kWithDs = false>
@@ -70,8 +69,10 @@ struct BwdSmem {
   float* lse;       // [kStages][kStreamed], log2 domain (dk/dv kernel)
   float* delta;     // [kStages][kStreamed]
   uint64_t* resident_full;
-  uint64_t* full;   // [kStages]
-  uint64_t* empty;  // [kStages]
+  uint64_t* full;      // [kStages]
+  uint64_t* empty;     // [kStages]
+  uint64_t* ds_full;   // kWithDs: [kDsStages], both warpgroups wrote their keys of dS
+  uint64_t* ds_empty;  // kWithDs: [kDsStages], both warpgroups' dQ products read it
 
   __device__ __forceinline__ explicit BwdSmem(unsigned char* raw) {
     unsigned char* base =
@@ -87,6 +88,8 @@ struct BwdSmem {
     resident_full = reinterpret_cast<uint64_t*>(delta + Shape::kStages * Shape::kStreamed);
     full = resident_full + 1;
     empty = full + Shape::kStages;
+    ds_full = empty + Shape::kStages;
+    ds_empty = ds_full + Shape::kDsStages;
   }
 
   __device__ __forceinline__ void init_barriers() {
@@ -95,6 +98,14 @@ struct BwdSmem {
     for (int s = 0; s < Shape::kStages; ++s) {
       mbarrier_init(&full[s], 1);
       mbarrier_init(&empty[s], 4 * Shape::kConsumers);
+    }
+    if constexpr (kWithDs) {
+      // Lane 0 of every consumer warp arrives.
+#pragma unroll
+      for (int b = 0; b < Shape::kDsStages; ++b) {
+        mbarrier_init(&ds_full[b], 4 * Shape::kConsumers);
+        mbarrier_init(&ds_empty[b], 4 * Shape::kConsumers);
+      }
     }
     fence_barrier_init();
   }
@@ -293,16 +304,53 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   if (steps > 0) mbarrier_wait(sm.resident_full, 0);
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
+  // kWithDq: this warpgroup's half of the head dim of dQ = dS K of a step, over all kKeys
+  // keys, so it needs the other warpgroup's keys of dS too. It is issued one step late, after
+  // the next step's dV and dK: waiting for the other warpgroup's dS (an mbarrier, not a
+  // rendezvous) then lets either warpgroup run up to a step ahead, so that one's softmax
+  // overlaps the other's products, and no dQ accumulator is live during the softmax (it
+  // would not fit in the registers beside dK, dV, S^T and dP^T).
+  const auto ds_stage = [](int step) { return step % Shape::kDsStages; };
+  const auto ds_parity = [](int step) { return (step / Shape::kDsStages) & 1; };
+  const auto ds_tile = [&](int step) {
+    return shared_address(sm.ds + ds_stage(step) * kRows * kKeys);
+  };
+  constexpr int kDqCols = kHeadDim / 2;
+  const int dq_col0 = consumer * kDqCols;
+  const uint32_t k_cols =
+      shared_address(sm.resident[0]) + (dq_col0 / 64) * kKeys * 128 + (dq_col0 % 64) * 2;
+  // dq lives from one issue_dq to its add_dq only (declared in the loop body: an accumulator
+  // declared outside would stay live through the softmax, as wgmma reads it).
+  using DqTile = float[kDqCols / 8][4];
+  const auto issue_dq = [&](DqTile& dq, int step) {
+    mbarrier_wait(&sm.ds_full[ds_stage(step)], ds_parity(step));
+    wgmma_fence();
+    issue_ds_k<T, kRows, kKeys, kDqCols>(dq, ds_tile(step), k_cols);
+    wgmma_commit();
+  };
+  // After issue_dq(step) and a wait for it: the sum goes out and the dS stage is free.
+  const auto add_dq = [&](DqTile& dq, int step) {
+    fence_registers(dq);
+    if (lane == 0) mbarrier_arrive(&sm.ds_empty[ds_stage(step)]);
+    add_dq_rows<kHeadDim, kDqCols>(p, seq, dq, step_head(step), step_row0(step) + warp * 16,
+                                   dq_col0, lane);
+  };
   for (int step = 0; step < steps; ++step) {
     const int s = step % Shape::kStages;
     const int m0 = step_row0(step);
     const uint32_t q_stage = shared_address(sm.streamed[0] + s * kRows * kHeadDim);
     const uint32_t dout_stage = shared_address(sm.streamed[1] + s * kRows * kHeadDim);
     // C row = key (warp_key0 + g, + 8), C column = query row m0 + 8n + 2t (+ 1).
-    float st[kRows / 8][4] = {};
-    float dpt[kRows / 8][4] = {};
+    float st[kRows / 8][4];
+    float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-    two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
+    wgmma_fence();
+    issue_a_bt<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage);
+    issue_a_bt<T, kHeadDim, kKeys, kRows>(dpt, v_rows, dout_stage);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(st);
+    fence_registers(dpt);
 
     const float* lse = sm.lse + s * kRows;
     const float* delta = sm.delta + s * kRows;
@@ -327,19 +375,12 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     uint32_t dsa[kRows / 16][4];
     a_fragments<T, kRows>(pa, st);
     a_fragments<T, kRows>(dsa, dpt);
-    // Once dV and dK of the step are done: its Q and dout stage goes back to the producer.
-    const auto release_step = [&] {
-      fence_registers(dv);
-      fence_registers(dk);
-      fence_fragments(pa);
-      fence_fragments(dsa);
-      if (lane == 0) mbarrier_arrive(&sm.empty[s]);
-    };
-    const uint32_t ds_tile =
-        kWithDq ? shared_address(sm.ds + (step % Shape::kDsStages) * kRows * kKeys) : 0;
     if constexpr (kWithDq) {
-      store_ds<kRows, kKeys>(ds_tile, dsa, consumer * 64 + warp * 16, lane);
+      mbarrier_wait(&sm.ds_empty[ds_stage(step)], ds_parity(step) ^ 1);
+      store_ds<kRows, kKeys>(ds_tile(step), dsa, consumer * 64 + warp * 16, lane);
       fence_async_shared();
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(&sm.ds_full[ds_stage(step)]);
     }
     fence_registers(dv);
     fence_registers(dk);
@@ -347,27 +388,28 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     issue_p_b<T, kRows, kHeadDim, kRows>(dv, pa, dout_stage);
     issue_p_b<T, kRows, kHeadDim, kRows>(dk, dsa, q_stage);
     wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(dv);
+    fence_registers(dk);
+    fence_fragments(pa);
+    fence_fragments(dsa);
+    if (lane == 0) mbarrier_arrive(&sm.empty[s]);
     if constexpr (kWithDq) {
-      // This warpgroup's half of the head dim of dQ = dS K over all kKeys keys, once the other
-      // warpgroup's keys of dS are written too. The dS stage written next step is the one both
-      // warpgroups finished reading before they met here.
-      constexpr int kCols = kHeadDim / 2;
-      const int col0 = consumer * kCols;
-      float dq[kCols / 8][4] = {};
-      named_barrier_sync(kDsWrittenBarrier, 128 * Shape::kConsumers);
-      wgmma_fence();
-      issue_ds_k<T, kRows, kKeys, kCols>(
-          dq, ds_tile,
-          shared_address(sm.resident[0]) + (col0 / 64) * kKeys * 128 + (col0 % 64) * 2);
-      wgmma_commit();
-      wgmma_wait<1>();
-      release_step();
+      // After dV and dK are done, so that their A fragments are free for dq.
+      if (step > 0) {
+        DqTile dq;
+        issue_dq(dq, step - 1);
+        wgmma_wait<0>();
+        add_dq(dq, step - 1);
+      }
+    }
+  }
+  if constexpr (kWithDq) {
+    if (steps > 0) {
+      DqTile dq;
+      issue_dq(dq, steps - 1);
       wgmma_wait<0>();
-      fence_registers(dq);
-      add_dq_rows<kHeadDim, kCols>(p, seq, dq, step_head(step), m0 + warp * 16, col0, lane);
-    } else {
-      wgmma_wait<0>();
-      release_step();
+      add_dq(dq, steps - 1);
     }
   }
 
