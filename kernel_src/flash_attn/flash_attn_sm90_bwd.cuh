@@ -8,9 +8,9 @@
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
 //   Accumulating (kWithDq, the default): the dk/dv kernel also writes each step's dS (both
 //     warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows, each
-//     warpgroup half of the head dim, adding it into the fp32 dq_accum with atomics: five
-//     products per step instead of the seven of the deterministic form. Then dq = dq_accum *
-//     scale, rounded, one warp per row.
+//     warpgroup half of the head dim, which three producer warps add into the fp32 dq_accum
+//     with atomics: five products per step instead of the seven of the deterministic form.
+//     Then dq = dq_accum * scale, rounded, one warp per row.
 //   Deterministic (no atomics): dk/dv as above, then dq: one block per (128 query rows, query
 //     head, sequence); Q and dout stay, K and V stream in 64-key tiles: S = Q K^T,
 //     dP = dout V^T, dS = P (dP - delta), dQ += dS K.
@@ -50,9 +50,17 @@ struct BwdShape {
   // step ahead of the other.
   static constexpr int kDsStages = 3;
   static constexpr int kDsBytes = kStreamed * kResident * 2;
+  // Each consumer's dQ of a step (kStreamed rows x kDqCols, fp32) goes through shared memory
+  // to the producer warpgroup's other kDqWriters warps, which add it into dq_accum: the
+  // consumers never wait on the atomics.
+  static constexpr int kDqCols = kHeadDim / 2;
+  static constexpr int kDqWriters = 3;
+  static constexpr int kDqStageBytes = kStreamed * kDqCols * 4;
   static constexpr int smem_bytes(bool with_ds) {
-    return kResidentBytes + kStages * kStreamedBytes + (with_ds ? kDsStages * kDsBytes : 0) +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages) + kSwizzleBytes;
+    return kResidentBytes + kStages * kStreamedBytes +
+           (with_ds ? kDsStages * kDsBytes + kConsumers * kDqStageBytes : 0) +
+           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
+           kSwizzleBytes;
   }
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
@@ -66,6 +74,7 @@ struct BwdSmem {
   T* resident[2];   // [kChunks][kResident][64] each
   T* streamed[2];   // stage s of tile t at streamed[t] + s * kStreamed * kHeadDim
   T* ds;            // kWithDs: [kDsStages][kResident / 64][kStreamed][64], dS K-major
+  float* dq;        // kWithDs: [kConsumers][kStreamed][kDqCols], pairs swizzled (dq_pair)
   float* lse;       // [kStages][kStreamed], log2 domain (dk/dv kernel)
   float* delta;     // [kStages][kStreamed]
   uint64_t* resident_full;
@@ -73,6 +82,8 @@ struct BwdSmem {
   uint64_t* empty;     // [kStages]
   uint64_t* ds_full;   // kWithDs: [kDsStages], both warpgroups wrote their keys of dS
   uint64_t* ds_empty;  // kWithDs: [kDsStages], both warpgroups' dQ products read it
+  uint64_t* dq_full;   // kWithDs: [kConsumers], the consumer wrote its dQ of a step
+  uint64_t* dq_empty;  // kWithDs: [kConsumers], the writers added it into dq_accum
 
   __device__ __forceinline__ explicit BwdSmem(unsigned char* raw) {
     unsigned char* base =
@@ -83,13 +94,16 @@ struct BwdSmem {
     streamed[0] = resident[1] + Shape::kResident * kHeadDim;
     streamed[1] = streamed[0] + Shape::kStages * Shape::kStreamed * kHeadDim;
     ds = streamed[1] + Shape::kStages * Shape::kStreamed * kHeadDim;
-    lse = reinterpret_cast<float*>(ds + (kWithDs ? Shape::kDsStages * Shape::kDsBytes / 2 : 0));
+    dq = reinterpret_cast<float*>(ds + (kWithDs ? Shape::kDsStages * Shape::kDsBytes / 2 : 0));
+    lse = dq + (kWithDs ? Shape::kConsumers * Shape::kDqStageBytes / 4 : 0);
     delta = lse + Shape::kStages * Shape::kStreamed;
     resident_full = reinterpret_cast<uint64_t*>(delta + Shape::kStages * Shape::kStreamed);
     full = resident_full + 1;
     empty = full + Shape::kStages;
     ds_full = empty + Shape::kStages;
     ds_empty = ds_full + Shape::kDsStages;
+    dq_full = ds_empty + Shape::kDsStages;
+    dq_empty = dq_full + Shape::kConsumers;
   }
 
   __device__ __forceinline__ void init_barriers() {
@@ -105,6 +119,11 @@ struct BwdSmem {
       for (int b = 0; b < Shape::kDsStages; ++b) {
         mbarrier_init(&ds_full[b], 4 * Shape::kConsumers);
         mbarrier_init(&ds_empty[b], 4 * Shape::kConsumers);
+      }
+#pragma unroll
+      for (int c = 0; c < Shape::kConsumers; ++c) {
+        mbarrier_init(&dq_full[c], 4);
+        mbarrier_init(&dq_empty[c], Shape::kDqWriters);
       }
     }
     fence_barrier_init();
@@ -206,20 +225,60 @@ __device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t 
   }
 }
 
-// Adds one warp's 16 rows (row0 + g, + 8) of a dQ accumulator (columns col0 + 8n + 2t, + 1)
-// into p.dq_accum; rows past the sequence are not there.
-template <int kHeadDim, int kCols>
-__device__ __forceinline__ void add_dq_rows(const Params& p, const sm80::Sequence& seq,
-                                            const float (&dq)[kCols / 8][4], int head, int row0,
-                                            int col0, int lane) {
+// Where float pair `pair` (columns 2 pair, + 1) of row `row` of a dQ stage is: pairs XOR'd
+// with a multiple of 4 by row, so that the 8 rows one accumulator store touches fall in
+// different banks; a 16-byte quad (pairs 2q, 2q + 1) stays contiguous.
+template <int kCols>
+__device__ __forceinline__ int dq_pair(int row, int pair) {
+  constexpr int kPairs = kCols / 2;
+  return row * kPairs + (pair ^ ((row % (kPairs / 4)) * 4));
+}
+
+// One warp's 16 rows (16 warp + g, + 8) of a dQ accumulator (columns 8n + 2t, + 1) into a
+// stage of kRows x kCols floats.
+template <int kCols>
+__device__ __forceinline__ void stage_dq(float* stage, const float (&dq)[kCols / 8][4], int warp,
+                                         int lane) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int i = row0 + lane / 4 + 8 * half;
-    if (i >= seq.q_len) continue;
-    float* row = p.dq_accum + sm80::q_like_row(p, seq, i, head, kHeadDim) + col0 + 2 * (lane % 4);
+    const int row = 16 * warp + lane / 4 + 8 * half;
 #pragma unroll
     for (int n = 0; n < kCols / 8; ++n) {
-      atomic_add_pair(row + 8 * n, dq[n][2 * half], dq[n][2 * half + 1]);
+      reinterpret_cast<float2*>(stage)[dq_pair<kCols>(row, 4 * n + lane % 4)] =
+          make_float2(dq[n][2 * half], dq[n][2 * half + 1]);
+    }
+  }
+}
+
+// The dQ writer warps (`writer` of kDqWriters): per step, each consumer's stage in turn is added
+// into p.dq_accum with 16-byte atomic adds, rows past the sequence skipped, and handed back.
+template <int kHeadDim, class Smem, class StepHead, class StepRow0>
+__device__ __forceinline__ void write_dq(const Params& p, const sm80::Sequence& seq, Smem& sm,
+                                         int steps, int writer, StepHead step_head,
+                                         StepRow0 step_row0) {
+  using Shape = BwdShape<kHeadDim>;
+  constexpr int kCols = Shape::kDqCols;
+  constexpr int kQuads = Shape::kStreamed * kCols / 4;
+  const int lane = threadIdx.x % 32;
+  for (int step = 0; step < steps; ++step) {
+    const int head = step_head(step);
+    const int row0 = step_row0(step);
+    for (int c = 0; c < Shape::kConsumers; ++c) {
+      mbarrier_wait(&sm.dq_full[c], step & 1);
+      const float* stage = sm.dq + c * Shape::kStreamed * kCols;
+      for (int quad = writer * 32 + lane; quad < kQuads; quad += Shape::kDqWriters * 32) {
+        const int row = quad / (kCols / 4);
+        const int q = quad % (kCols / 4);
+        const int i = row0 + row;
+        if (i >= seq.q_len) break;  // the rest of the quads are further rows
+        const float4 v = *reinterpret_cast<const float4*>(
+            reinterpret_cast<const float2*>(stage) + dq_pair<kCols>(row, 2 * q));
+        atomic_add_quad(p.dq_accum + sm80::q_like_row(p, seq, i, head, kHeadDim) + c * kCols +
+                            4 * q,
+                        v);
+      }
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(&sm.dq_empty[c]);
     }
   }
 }
@@ -277,6 +336,12 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
+    if constexpr (kWithDq) {
+      if (threadIdx.x >= 32) {
+        write_dq<kHeadDim>(p, seq, sm, steps, threadIdx.x / 32 - 1, step_head, step_row0);
+        return;
+      }
+    }
     if (threadIdx.x >= 32) return;
     const auto stream = [&](int step) {
       return HeadRow{step_head(step), static_cast<int>(seq.q_start) + step_row0(step)};
@@ -315,7 +380,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const auto ds_tile = [&](int step) {
     return shared_address(sm.ds + ds_stage(step) * kRows * kKeys);
   };
-  constexpr int kDqCols = kHeadDim / 2;
+  constexpr int kDqCols = Shape::kDqCols;
   const int dq_col0 = consumer * kDqCols;
   const uint32_t k_cols =
       shared_address(sm.resident[0]) + (dq_col0 / 64) * kKeys * 128 + (dq_col0 % 64) * 2;
@@ -328,12 +393,16 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     issue_ds_k<T, kRows, kKeys, kDqCols>(dq, ds_tile(step), k_cols);
     wgmma_commit();
   };
-  // After issue_dq(step) and a wait for it: the sum goes out and the dS stage is free.
+  // After issue_dq(step) and a wait for it: the dS stage is free, and dQ goes to the writers
+  // through this warpgroup's stage once they are done with the last step's.
+  float* dq_stage = sm.dq + consumer * Shape::kStreamed * kDqCols;
   const auto add_dq = [&](DqTile& dq, int step) {
     fence_registers(dq);
     if (lane == 0) mbarrier_arrive(&sm.ds_empty[ds_stage(step)]);
-    add_dq_rows<kHeadDim, kDqCols>(p, seq, dq, step_head(step), step_row0(step) + warp * 16,
-                                   dq_col0, lane);
+    mbarrier_wait(&sm.dq_empty[consumer], (step & 1) ^ 1);
+    stage_dq<kDqCols>(dq_stage, dq, warp, lane);
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(&sm.dq_full[consumer]);
   };
   for (int step = 0; step < steps; ++step) {
     const int s = step % Shape::kStages;

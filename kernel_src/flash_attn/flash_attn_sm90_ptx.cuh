@@ -128,14 +128,16 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t row_address, const ui
                : "memory");
 }
 
-// global[0] += a, global[1] += b as one 8-byte reduction (sm_90; `global` 8-byte aligned).
-__device__ __forceinline__ void atomic_add_pair(float* global, float a, float b) {
+// global[0 .. 3] += v as one 16-byte reduction (sm_90; `global` 16-byte aligned).
+__device__ __forceinline__ void atomic_add_quad(float* global, float4 v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   // Compiled for an older architecture (this header is part of every pass), never run there.
-  atomicAdd(global, a);
-  atomicAdd(global + 1, b);
+  atomicAdd(global, v.x);
+  atomicAdd(global + 1, v.y);
+  atomicAdd(global + 2, v.z);
+  atomicAdd(global + 3, v.w);
 #else
-  atomicAdd(reinterpret_cast<float2*>(global), make_float2(a, b));
+  atomicAdd(reinterpret_cast<float4*>(global), v);
 #endif
 }
 

@@ -10,7 +10,7 @@
 //   wgmma: flash_attn_sm90_wgmma.cuh beside this; fence, commit and wait are no-ops (the
 //     emulated instruction completes before it returns), as are setmaxnreg and the proxy fence.
 //   stmatrix: the warp exchanges its fragments; each lane writes the row whose address it gave.
-//   The pair atomic add: two float adds under one mutex.
+//   The quad atomic add: four float adds under one mutex.
 // Shared-memory addresses are offsets into smem_raw (the kernels' extern __shared__ array),
 // which is 1024-byte aligned, so the swizzle sees the same address bits as on the GPU.
 #pragma once
@@ -163,10 +163,12 @@ inline void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
 
 inline std::mutex atomic_mutex;
 
-inline void atomic_add_pair(float* global, float a, float b) {
+inline void atomic_add_quad(float* global, float4 v) {
   std::lock_guard<std::mutex> lock(atomic_mutex);
-  global[0] += a;
-  global[1] += b;
+  global[0] += v.x;
+  global[1] += v.y;
+  global[2] += v.z;
+  global[3] += v.w;
 }
 
 // ---- TMA --------------------------------------------------------------------------------------
