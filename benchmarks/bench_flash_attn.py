@@ -8,9 +8,11 @@ bf16 by default. Inputs are [B, H, S, D] (SDPA's layout; ours takes the transpos
 copy). Rates are TFLOP/s with FLOPs = 4*B*H*S*S*D forward, halved when causal, and 2.5x that
 for the backward, as % of the bf16 matmul rate measured in the same run.
 
-Ours is the Triton variant (build/torch-cuda); "ours-cuda" is the CUDA variant's sm_80
-mma.sync kernels, measured when the loaded variant is the CUDA one. Both backwards are bitwise
-reproducible (dq from its own kernel, no atomics).
+Ours is the Triton variant (build/torch-cuda); "ours-cuda" is the CUDA variant's kernels
+(sm_90a wgmma/TMA on a Hopper GPU where the head dim has them, else sm_80 mma.sync), measured
+when the loaded variant is the CUDA one. Backwards run as autograd does by default: the Triton
+one and the sm_80 CUDA one compute dq in their own kernel (bitwise reproducible), the sm_90a
+one sums dq with atomics. Tile configurations of the Triton kernels: tune_flash_attn_triton.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ GPU). Without a GPU the shapes are tiny (the interpreter and the emulator are sl
 matrix (sequence lengths up to 4097, every head dim) runs on a GPU.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from support import HAS_GPU, INTERPRETER, ROOT
 from tolerance import assert_matches_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import bench_flash_attn  # noqa: E402
+from benchmarks import bench_flash_attn, tune_flash_attn_triton  # noqa: E402
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 GPU_DTYPES = [torch.float16, torch.bfloat16]
@@ -656,3 +657,18 @@ def test_benchmark_flop_count():
         == 2 * 4 * 32 * 4096 * 4096 * 128
     assert bench_flash_attn.attention_flops((1, 24, 8192, 128), causal=True, direction="bwd") \
         == 5 * 24 * 8192 * 8192 * 128
+
+
+def test_triton_tuning_times_every_configured_tile():
+    """benchmarks/tune_flash_attn_triton has the tile in use among its candidates for every
+    table entry, and a bench shape for every head dim it tunes."""
+    spec = importlib.util.spec_from_file_location(
+        "flash_attn_triton_source", ROOT / "kernel_src" / "flash_attn" / "flash_attn_triton.py")
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    for kernel, table_name in tune_flash_attn_triton.TABLES.items():
+        for head_dim, config in getattr(source, table_name).items():
+            assert config in tune_flash_attn_triton.CANDIDATES[kernel], (kernel, head_dim)
+            assert tune_flash_attn_triton.bench_shape(head_dim)[3] == head_dim
+    with pytest.raises(SystemExit):
+        tune_flash_attn_triton.main(["--head-dims", "96"])
