@@ -42,13 +42,14 @@ _INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
 # Tile configurations for sm_90 (H100/H200), per padded head dim (96 runs as 128, 192 as 256):
 #   forward, dq:  (BLOCK_M queries, BLOCK_N keys per step, num_warps, num_stages)
 #   dk/dv:        (BLOCK_M queries per step, BLOCK_N keys per program, num_warps, num_stages)
-# Chosen from ptxas's report for Triton 3.8's sm_90 code (no GPU was at hand to time them):
-# every one uses wgmma and cp.async pipelining and none spills registers, except dk/dv at 256
-# (about 24 bytes), with the largest tiles that allow it, since each key/value
-# (forward) or query/dout (backward) tile loaded is reused BLOCK_M (BLOCK_N) times. Registers
-# (forward 64/128/256: 231/184/254; dq: 158/190/229; dk/dv: 206/238/255) are the limit:
-# dk/dv keep k, v and two fp32 [BLOCK_N, D] accumulators for the whole program, hence the
-# thin BLOCK_M there (a [BLOCK_N, BLOCK_M] score tile more already spills).
+# The forward at 256 and dk/dv at 64 are the fastest of benchmarks/tune_flash_attn_triton's
+# sweep on an H100 (Triton 3.6; forward 256: 497 TFLOP/s against 253 for (64, 64, 8, 2), the
+# largest tile that does not spill by ptxas's count; dk/dv 64: 278 against 268 for
+# (32, 128, 8, 3)). The rest were chosen from ptxas's report for Triton 3.8's sm_90 code: every
+# one uses wgmma and cp.async pipelining and none spills registers, except dk/dv at 256 (about
+# 24 bytes), with the largest tiles that allow it, since each key/value (forward) or
+# query/dout (backward) tile loaded is reused BLOCK_M (BLOCK_N) times; dk/dv keep k, v and two
+# fp32 [BLOCK_N, D] accumulators for the whole program, hence the thin BLOCK_M there.
 FWD_CONFIGS = {
     64: (128, 64, 4, 3),
     128: (128, 64, 8, 3),
