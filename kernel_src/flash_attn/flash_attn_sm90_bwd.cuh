@@ -413,13 +413,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-    wgmma_fence();
-    issue_a_bt<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage);
-    issue_a_bt<T, kHeadDim, kKeys, kRows>(dpt, v_rows, dout_stage);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(st);
-    fence_registers(dpt);
+    two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
 
     const float* lse = sm.lse + s * kRows;
     const float* delta = sm.delta + s * kRows;

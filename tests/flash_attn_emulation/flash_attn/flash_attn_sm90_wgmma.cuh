@@ -73,8 +73,9 @@ inline void multiply(float (&d)[kTiles][4], bool accumulate, AAt a_at, BAt b_at)
   emu::block->warpgroups[threadIdx.x / 128].barrier.arrive_and_wait();
 }
 
-template <typename T, int kTiles>
-inline void wgmma_ss(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumulate) {
+// Both operands from shared memory: A K-major, B K-major or (kBNMajor) N-major.
+template <typename T, bool kBNMajor, int kTiles>
+inline void wgmma_from_shared(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumulate) {
   // Every thread passes the same descriptors; the exchange is the instruction's rendezvous.
   uint64_t mine[emu::kWords] = {a, b};
   uint64_t all[128][emu::kWords];
@@ -82,18 +83,17 @@ inline void wgmma_ss(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumul
   const Descriptor da = decode(a);
   const Descriptor db = decode(b);
   multiply(d, accumulate, [&](int row, int k) { return k_major<T>(da, row, k); },
-           [&](int k, int n) { return k_major<T>(db, n, k); });
+           [&](int k, int n) { return kBNMajor ? n_major<T>(db, k, n) : k_major<T>(db, n, k); });
+}
+
+template <typename T, int kTiles>
+inline void wgmma_ss(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumulate) {
+  wgmma_from_shared<T, false>(d, a, b, accumulate);
 }
 
 template <typename T, int kTiles>
 inline void wgmma_ss_b_nmajor(float (&d)[kTiles][4], uint64_t a, uint64_t b, bool accumulate) {
-  uint64_t mine[emu::kWords] = {a, b};
-  uint64_t all[128][emu::kWords];
-  emu::exchange_warpgroup(mine, all);
-  const Descriptor da = decode(a);
-  const Descriptor db = decode(b);
-  multiply(d, accumulate, [&](int row, int k) { return k_major<T>(da, row, k); },
-           [&](int k, int n) { return n_major<T>(db, k, n); });
+  wgmma_from_shared<T, true>(d, a, b, accumulate);
 }
 
 template <typename T, int kTiles>
