@@ -384,19 +384,18 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int dq_col0 = consumer * kDqCols;
   const uint32_t k_cols =
       shared_address(sm.resident[0]) + (dq_col0 / 64) * kKeys * 128 + (dq_col0 % 64) * 2;
-  // dq lives from one issue_dq to its add_dq only (declared in the loop body: an accumulator
-  // declared outside would stay live through the softmax, as wgmma reads it).
-  using DqTile = float[kDqCols / 8][4];
-  const auto issue_dq = [&](DqTile& dq, int step) {
+  // dQ of `step`: the product once both warpgroups wrote its dS, then (the dS stage free) to the
+  // writers through this warpgroup's stage once they are done with the last step's. The
+  // accumulator is local to it: one declared outside the loop would stay live through the
+  // softmax (wgmma reads it) and would not fit beside dK, dV, S^T and dP^T.
+  float* dq_stage = sm.dq + consumer * Shape::kStreamed * kDqCols;
+  const auto sum_dq = [&](int step) {
+    float dq[kDqCols / 8][4];
     mbarrier_wait(&sm.ds_full[ds_stage(step)], ds_parity(step));
     wgmma_fence();
     issue_ds_k<T, kRows, kKeys, kDqCols>(dq, ds_tile(step), k_cols);
     wgmma_commit();
-  };
-  // After issue_dq(step) and a wait for it: the dS stage is free, and dQ goes to the writers
-  // through this warpgroup's stage once they are done with the last step's.
-  float* dq_stage = sm.dq + consumer * Shape::kStreamed * kDqCols;
-  const auto add_dq = [&](DqTile& dq, int step) {
+    wgmma_wait<0>();
     fence_registers(dq);
     if (lane == 0) mbarrier_arrive(&sm.ds_empty[ds_stage(step)]);
     mbarrier_wait(&sm.dq_empty[consumer], (step & 1) ^ 1);
@@ -459,21 +458,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     if (lane == 0) mbarrier_arrive(&sm.empty[s]);
     if constexpr (kWithDq) {
       // After dV and dK are done, so that their A fragments are free for dq.
-      if (step > 0) {
-        DqTile dq;
-        issue_dq(dq, step - 1);
-        wgmma_wait<0>();
-        add_dq(dq, step - 1);
-      }
+      if (step > 0) sum_dq(step - 1);
     }
   }
   if constexpr (kWithDq) {
-    if (steps > 0) {
-      DqTile dq;
-      issue_dq(dq, steps - 1);
-      wgmma_wait<0>();
-      add_dq(dq, steps - 1);
-    }
+    if (steps > 0) sum_dq(steps - 1);
   }
 
   if (warp_key0 >= seq.k_len) return;
