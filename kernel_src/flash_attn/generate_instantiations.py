@@ -67,7 +67,8 @@ def _wgmma_function(kind: str, width: int) -> str:
     N-major for rs and ss_b_nmajor."""
     count = width // 2
     tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4)) for n in range(count // 4)]
-    outputs = ",\n          ".join(tiles)
+    outputs = [f"{'    : ' if n == 0 else '      '}{tile}{',' if n + 1 < len(tiles) else ''}"
+               for n, tile in enumerate(tiles)]
     registers = ",".join(f"%{i}" for i in range(count))
     if kind.startswith("ss"):
         a_param, a_operand, a_inputs = "uint64_t a", f"%{count}", '"l"(a)'
@@ -78,28 +79,34 @@ def _wgmma_function(kind: str, width: int) -> str:
         a_inputs = ", ".join(f'"r"(a[{i}])' for i in range(4))
         tail = "p, 1, 1, 1"
     b_index = count + (1 if kind.startswith("ss") else 4)
+    # One asm statement for both element types: the type is spliced into the instruction by
+    # string-literal concatenation in a macro local to the function.
+    statement = [
+        "asm volatile(",
+        '    "{\\n.reg .pred p;\\n"',
+        f'    "setp.ne.b32 p, %{b_index + 1}, 0;\\n"',
+        f'    "wgmma.mma_async.sync.aligned.m64n{width}k16.f32." TYPE "." TYPE " "',
+        f'    "{{{registers}}}, "',
+        f'    "{a_operand}, %{b_index}, {tail};\\n}}\\n"',
+        *outputs,
+        f'    : {a_inputs}, "l"(b), "r"(static_cast<int>(accumulate)))',
+    ]
     lines = [
         "template <typename T>",
         f"__device__ __forceinline__ void wgmma_{kind}(float (&d)[{width // 8}][4], {a_param}, "
         "uint64_t b, bool accumulate) {",
+        "#define TK_WGMMA(TYPE) \\",
+        *(f"  {line} \\" for line in statement[:-1]),
+        f"  {statement[-1]}",
+        "  if constexpr (std::is_same_v<T, __nv_bfloat16>) {",
+        '    TK_WGMMA("bf16");',
+        "  } else {",
+        '    TK_WGMMA("f16");',
+        "  }",
+        "#undef TK_WGMMA",
+        "}",
+        "",
     ]
-    for type_name, ptx in (("__nv_bfloat16", "bf16"), ("__half", "f16")):
-        test = "if constexpr" if ptx == "bf16" else "} else {"
-        if ptx == "bf16":
-            lines.append(f"  {test} (std::is_same_v<T, {type_name}>) {{")
-        else:
-            lines.append(f"  {test}")
-        lines += [
-            "    asm volatile(",
-            '        "{\\n.reg .pred p;\\n"',
-            f'        "setp.ne.b32 p, %{b_index + 1}, 0;\\n"',
-            f'        "wgmma.mma_async.sync.aligned.m64n{width}k16.f32.{ptx}.{ptx} "',
-            f'        "{{{registers}}}, "',
-            f'        "{a_operand}, %{b_index}, {tail};\\n}}\\n"',
-            f"        : {outputs}",
-            f'        : {a_inputs}, "l"(b), "r"(static_cast<int>(accumulate)));',
-        ]
-    lines += ["  }", "}", ""]
     return "\n".join(lines)
 
 
