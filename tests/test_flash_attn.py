@@ -7,6 +7,7 @@ GPU). Without a GPU the shapes are tiny (the interpreter and the emulator are sl
 matrix (sequence lengths up to 4097, every head dim) runs on a GPU.
 """
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -155,6 +156,35 @@ def test_forward_and_backward_match_reference(backend):
             out, lse, grads, dout = _run(kernel, leaves, causal, window)
             _check_against_reference(kernel, leaves, out, lse, grads, dout,
                                      f"{device} {dtype} {case}", causal=causal, window=window)
+
+
+# The GPU tile tables (BLOCK_M up to 128, BLOCK_N up to 128) under the interpreter, whose own
+# 16 x 16 tiles the other Triton cases use: sequences that end inside a tile, causal, a window.
+GPU_TILE_CASES = [
+    (1, 150, 200, 2, 1, 64, False, (-1, -1)),
+    (1, 150, 150, 2, 1, 128, True, (-1, -1)),
+    (1, 200, 150, 1, 1, 256, False, (40, 20)),
+    (1, 150, 150, 2, 2, 96, True, (-1, -1)),
+]
+
+
+@pytest.mark.skipif(not INTERPRETER, reason="Triton interpreter off (GPU present)")
+def test_triton_gpu_tiles_under_interpreter(variant_modules, monkeypatch):
+    """The Triton kernels with each head dim's GPU tile configuration (FWD, DKDV, DQ tables),
+    run by the interpreter on CPU tensors."""
+    if "triton" not in variant_modules:
+        pytest.skip("no triton variant was built in this environment")
+    kernel = variant_modules["triton"]
+    triton_module = importlib.import_module(kernel.__name__ + ".flash_attn_triton")
+    gpu_tiles = lambda table, head_dim, device: table[  # noqa: E731
+        max(64, triton_module._padded_head_dim(head_dim))]
+    monkeypatch.setattr(triton_module, "_config", gpu_tiles)
+    for case in GPU_TILE_CASES:
+        batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window = case
+        leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, torch.bfloat16, "cpu")
+        out, lse, grads, dout = _run(kernel, leaves, causal, window)
+        _check_against_reference(kernel, leaves, out, lse, grads, dout, f"gpu tiles {case}",
+                                 causal=causal, window=window)
 
 
 def test_rows_without_keys_give_zero_and_minus_inf(backend):
