@@ -36,12 +36,14 @@ using cpu::Float16;
 using cpu::from_float;
 using cpu::to_float;
 
-// The task bodies (fwd_block, bwd_dq_block, bwd_dkdv_block) are compiled twice, for the x86-64
-// baseline the package targets (SSE2) and for x86-64-v3 (AVX2, FMA), and GCC's ifunc resolver
-// picks one when the library loads. The vector helpers they call are forced inline, so they
-// are compiled for the clone's target too.
+// The task bodies (fwd_block, bwd_dq_block, bwd_dkdv_block) are compiled three times, for the
+// x86-64 baseline the package targets (SSE2), for x86-64-v3 (AVX2, FMA) and for x86-64-v4
+// (AVX-512), and GCC's ifunc resolver picks one when the library loads. The vector helpers they
+// call are forced inline, so they are compiled for the clone's target too. On a 2-core
+// AVX-512 machine the v4 clone took the fp32 forward [1, 1024, 8, 64] from 22.3 to 12.7 ms and
+// forward+backward from 80.9 to 47.3 ms against the v3 clone.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define TK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TK_CPU_CLONES
 #endif
@@ -177,8 +179,9 @@ TK_CPU_INLINE void load_rows_transposed(const T* base, const Strides& strides,
 // c = (accumulate ? c : 0) + a b for rows [0, rows) (a multiple of kTileRows) and columns
 // [0, cols) (a multiple of kTileCols) over `depth`: a [rows][lda], b [depth][ldb],
 // c [rows][ldc], fp32 row-major. Each 4 x 16 tile of c stays in registers (eight 8-wide
-// accumulators with AVX2) while the depth loop streams a and b, so each loaded b vector feeds
-// 4 FMAs (an axpy per row feeds 1).
+// accumulators with AVX2, four 16-wide with AVX-512) while the depth loop streams a and b, so
+// each loaded b vector feeds 4 FMAs (an axpy per row feeds 1). 8 x 16 tiles measured 2.2x
+// slower than 4 x 16 in the AVX-512 clone.
 constexpr int64_t kTileRows = 4;
 constexpr int64_t kTileCols = 16;
 
