@@ -38,6 +38,8 @@ CPU_CASES = [
     (1, 33, 33, 2, 1, 256, False, (8, 4)),
     (1, 128, 128, 2, 2, 64, True, (16, -1)),
     (1, 1, 37, 4, 1, 128, True, (-1, -1)),
+    # 8 (sequence, key head) pairs: the backward's one-task-per-key-head form, GQA 2, Sq > Sk.
+    (2, 100, 90, 8, 4, 128, True, (-1, -1)),
 ]
 INTERPRETER_CASES = [
     (1, 1, 1, 2, 2, 64, False, (-1, -1)),

@@ -129,8 +129,8 @@ Status bwd_cuda(const BwdArgs& args, void* stream);
 // device cannot be queried: bwd_cuda then reports that error).
 bool bwd_cuda_accumulates_dq(const Problem& problem, bool deterministic);
 
-// CPU (flash_attn_cpu.cpp): OpenMP over (sequence, head, block of rows); deterministic
-// for any thread count. Validates cu_seqlens (values) and max_seqlen against them.
+// CPU (flash_attn_cpu.cpp): OpenMP over (sequence, head, block of rows) (the backward over
+// (sequence, key head) when there are enough); deterministic for any thread count. Validates cu_seqlens (values) and max_seqlen against them.
 Status fwd_cpu(const FwdArgs& args);
 Status bwd_cpu(const BwdArgs& args);
 

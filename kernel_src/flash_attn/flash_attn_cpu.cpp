@@ -8,12 +8,16 @@
 // dV += P^T dout, dK += dS^T Q) is a register-tiled block product (gemm), so each vector load
 // feeds several FMAs.
 //
-// Backward, in three passes, each deterministic for any thread count (every output element is
-// written by one task, summing in a fixed order):
-//   1. delta[i] = dot(dout[i], out[i]) for every (query head, row);
-//   2. dq: one task per (sequence, query head, block of rows), walking key blocks in order;
-//   3. dk, dv: one task per (sequence, key head, block of keys), walking the group's query heads
-//      and then the blocks of rows that see the block, in order.
+// Backward, deterministic for any thread count (every output element is written by one task,
+// summing in a fixed order, and the form below depends on the problem only): first
+// delta[i] = dot(dout[i], out[i]) for every (query head, row); then, with at least
+// kMinKeyHeadTasks (sequence, key head) pairs, one task per pair walking its key blocks in
+// order, each block's dK and dV over the group's query heads and the rows that see it, and
+// dQ += dS K into the task's fp32 dQ (five products per step); with fewer pairs, two passes
+// that recompute the scores (seven products per step) but parallelize within a head:
+//   dq: one task per (sequence, query head, block of rows), walking key blocks in order;
+//   dk, dv: one task per (sequence, key head, block of keys), walking the group's query heads
+//   and then the blocks of rows that see the block, in order.
 // Probabilities are recomputed from lse. Window bounds make every row's allowed keys one
 // contiguous range [key_begin(i), key_end(i)), so no mask is evaluated per element.
 #include <algorithm>
@@ -53,6 +57,10 @@ constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockKeys = 64;
 // Below this many score elements (rows x keys x heads) a launch runs on the calling thread.
 constexpr int64_t kMinWorkForThreads = 1 << 16;
+// The backward runs one task per (sequence, key head) from this many of them: enough to keep
+// the threads of a small machine busy (2 cores: [1, 2048, 8, 128] fp32 forward+backward
+// 358 -> 257 ms against the per-block tasks).
+constexpr int64_t kMinKeyHeadTasks = 8;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // One sequence: its batch index (addressing of the batched layout; 0 in varlen) and where its
@@ -312,6 +320,8 @@ bool use_threads(const Problem& p) {
   return p.seqlen_q * std::max<int64_t>(p.seqlen_k, 1) * p.heads_q >= kMinWorkForThreads;
 }
 
+
+
 // ---------------------------------------------------------------- forward
 
 template <typename T>
@@ -504,9 +514,12 @@ TK_CPU_CLONES void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t hea
   }
 }
 
+// dK and dV of one key block (all query heads of its group); with `dq_acc` (the task's fp32 dQ
+// of those heads, [group][dq_rows][D], rows padded to whole tiles) also dQ += dS K into it.
 template <typename T>
 TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t kv_head,
-                                  int64_t n0, const float* delta, Workspace& ws) {
+                                  int64_t n0, const float* delta, Workspace& ws,
+                                  float* dq_acc = nullptr, int64_t dq_rows = 0) {
   const Problem& p = a.problem;
   const int64_t D = p.head_dim;
   const int64_t group = p.heads_q / p.heads_k;
@@ -529,6 +542,11 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
                        D, k_t);
   load_rows_transposed(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
                        D, v_t);
+  float* k = ws.k.data();  // [kBlockKeys][D], for dQ
+  if (dq_acc != nullptr) {
+    load_block(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys,
+               kBlockKeys, D, k);
+  }
   std::fill(dk, dk + kBlockKeys * D, 0.0f);
   std::fill(dv, dv + kBlockKeys * D, 0.0f);
 
@@ -557,12 +575,19 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
           const bool allowed = j >= j0 && j < j1;
           const float prob =
               allowed ? softmax_exp(probs[r * kBlockKeys + j] * scale - lse) : 0.0f;
+          const float ds = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
           probs_t[j * tile_rows + r] = prob;
-          ds_t[j * tile_rows + r] = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
+          ds_t[j * tile_rows + r] = ds;
+          probs[r * kBlockKeys + j] = ds;  // dS, row-major, for dQ
         }
       }
       gemm(probs_t, tile_rows, dout, D, dv, D, kBlockKeys, D, tile_rows, true);
       gemm(ds_t, tile_rows, q, D, dk, D, kBlockKeys, D, tile_rows, true);
+      if (dq_acc != nullptr) {
+        // Rows past `rows` of the tile have dS 0: they add 0 to the next rows (or the padding).
+        float* dq = dq_acc + ((head - kv_head * group) * dq_rows + m0) * D;
+        gemm(probs, kBlockKeys, k, D, dq, D, tile_rows, D, keys, true);
+      }
     }
   }
   T* dk_out = static_cast<T*>(a.dk);
@@ -573,12 +598,53 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
   }
 }
 
+// All of one (sequence, key head): its key blocks in order, each adding dS K into the fp32 dQ
+// of the group's query heads (five block products per step instead of the seven of separate
+// dq and dk/dv tasks; sequential, so the sums keep their order), then dQ stored.
+template <typename T>
+void bwd_kv_head(const BwdArgs& a, const Sequence& s, int64_t kv_head, const float* delta,
+                 Workspace& ws, std::vector<float>& dq_acc) {
+  const Problem& p = a.problem;
+  const int64_t D = p.head_dim;
+  const int64_t group = p.heads_q / p.heads_k;
+  const int64_t dq_rows = s.q_len + kTileRows;
+  dq_acc.assign(static_cast<size_t>(group * dq_rows * D), 0.0f);
+  for (int64_t n0 = 0; n0 < s.k_len; n0 += kBlockKeys) {
+    bwd_dkdv_block<T>(a, s, kv_head, n0, delta, ws, dq_acc.data(), dq_rows);
+  }
+  T* dq_out = static_cast<T*>(a.dq);
+  for (int64_t h = 0; h < group; ++h) {
+    const int64_t head = kv_head * group + h;
+    for (int64_t i = 0; i < s.q_len; ++i) {
+      store_row(dq_out + q_row_offset(p, s, head, i), dq_acc.data() + (h * dq_rows + i) * D,
+                p.softmax_scale, D);
+    }
+  }
+}
+
 template <typename T>
 void bwd_typed(const BwdArgs& a, const std::vector<Sequence>& seqs) {
   const Problem& p = a.problem;
   const int64_t lse_batches = p.cu_seqlens_q == nullptr ? p.batch : 1;
   std::vector<float> delta(static_cast<size_t>(lse_batches * p.heads_q * p.seqlen_q));
   bwd_delta<T>(a, seqs, delta.data());
+
+  // One task per (sequence, key head) when there are at least kMinKeyHeadTasks of them; else dq
+  // and dk/dv tasks per block (seven products per step, but parallel within a head). The
+  // choice depends on the problem only, so the bits do not depend on the thread count.
+  const int64_t kv_tasks = static_cast<int64_t>(seqs.size()) * p.heads_k;
+  if (kv_tasks >= kMinKeyHeadTasks) {
+#pragma omp parallel if (use_threads(p))
+    {
+      Workspace ws(p.head_dim);
+      std::vector<float> dq_acc;
+#pragma omp for schedule(dynamic)
+      for (int64_t task = 0; task < kv_tasks; ++task) {
+        bwd_kv_head<T>(a, seqs[task / p.heads_k], task % p.heads_k, delta.data(), ws, dq_acc);
+      }
+    }
+    return;
+  }
 
   const TaskGrid dq_grid = task_grid(seqs, p.heads_q, longest(seqs, false), kBlockRows);
   const TaskGrid kv_grid = task_grid(seqs, p.heads_k, longest(seqs, true), kBlockKeys);
