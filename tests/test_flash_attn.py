@@ -704,3 +704,11 @@ def test_triton_tuning_times_every_configured_tile():
             assert tune_flash_attn_triton.bench_shape(head_dim)[3] == head_dim
     with pytest.raises(SystemExit):
         tune_flash_attn_triton.main(["--head-dims", "96"])
+
+
+def test_cpu_benchmark_parses_shapes():
+    from benchmarks import bench_flash_attn_cpu
+
+    with pytest.raises(SystemExit):
+        bench_flash_attn_cpu.main(["--shapes", "1x1024x8"])
+    assert bench_flash_attn_cpu.IN_RUN_ALL is False
