@@ -66,9 +66,7 @@ def _wgmma_function(kind: str, width: int) -> str:
     "ss_b_nmajor") or from registers ("rs"), B 16 x width from a descriptor; K-major B for ss,
     N-major for rs and ss_b_nmajor."""
     count = width // 2
-    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4)) for n in range(count // 4)]
-    outputs = [f"{'    : ' if n == 0 else '      '}{tile}{',' if n + 1 < len(tiles) else ''}"
-               for n, tile in enumerate(tiles)]
+    outputs = [f"    : TK_WGMMA_D{width}"]
     registers = ",".join(f"%{i}" for i in range(count))
     if kind.startswith("ss"):
         a_param, a_operand, a_inputs = "uint64_t a", f"%{count}", '"l"(a)'
@@ -110,7 +108,19 @@ def _wgmma_function(kind: str, width: int) -> str:
     return "\n".join(lines)
 
 
+def _accumulator_operands(width: int) -> str:
+    """#define TK_WGMMA_D<width>: the "+f" operands of a 64 x width accumulator d, which every
+    form of that width names."""
+    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4)) for n in range(width // 8)]
+    lines = [f"#define TK_WGMMA_D{width}"] + [f"  {tile}" for tile in tiles]
+    return " \\\n".join(f"{line}{',' if 1 <= i < len(lines) - 1 else ''}"
+                           for i, line in enumerate(lines)) + "\n"
+
+
 def wgmma_header() -> str:
+    widths = sorted({w for ws in WGMMA_WIDTHS.values() for w in ws})
+    operands = "".join(_accumulator_operands(width) for width in widths)
+    undefs = "".join(f"#undef TK_WGMMA_D{width}\n" for width in widths)
     functions = [_wgmma_function(kind, width) for kind, widths in WGMMA_WIDTHS.items()
                  for width in widths]
     overloads = "\n".join(functions)
@@ -135,7 +145,9 @@ def wgmma_header() -> str:
         "\n"
         "namespace tk::flash_attn::sm90 {\n"
         "\n"
+        f"{operands}\n"
         f"{overloads}\n"
+        f"{undefs}"
         "}  // namespace tk::flash_attn::sm90\n"
     )
 
