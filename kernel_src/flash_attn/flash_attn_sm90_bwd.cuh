@@ -227,7 +227,9 @@ __device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t 
 
 // Where float pair `pair` (columns 2 pair, + 1) of row `row` of a dQ stage is: pairs XOR'd
 // with a multiple of 4 by row, so that the 8 rows one accumulator store touches fall in
-// different banks; a 16-byte quad (pairs 2q, 2q + 1) stays contiguous.
+// different banks (head dim 128; at 64, a 32-float row has room for 4 patterns: 2 rows per
+// bank, still the 2 wavefronts 256 bytes take); a 16-byte quad (pairs 2q, 2q + 1) stays
+// contiguous.
 template <int kCols>
 __device__ __forceinline__ int dq_pair(int row, int pair) {
   constexpr int kPairs = kCols / 2;
