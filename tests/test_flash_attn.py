@@ -594,6 +594,40 @@ def cpu_kernel(variant_modules):
     return variant_modules["cpu"]
 
 
+# Runs in a fresh process under OMP_NUM_THREADS: the CPU variant's forward and backward on
+# fixed inputs, saved for the comparison across thread counts.
+_THREADS_SCRIPT = """
+import sys, torch
+sys.path[:0] = [sys.argv[1]]
+from kernel_hub import get_local_kernel
+kernel = get_local_kernel(sys.argv[2])
+results = []
+for batch, seqlen, heads_q, heads_k, head_dim in ((1, 300, 2, 1, 64), (2, 150, 8, 4, 64)):
+    torch.manual_seed(0)
+    q = torch.randn(batch, seqlen, heads_q, head_dim, requires_grad=True)
+    k, v = (torch.randn(batch, seqlen, heads_k, head_dim, requires_grad=True) for _ in range(2))
+    out, lse = kernel.flash_attn(q, k, v, causal=True, return_lse=True)
+    results += [out, lse, *torch.autograd.grad(out, (q, k, v), torch.randn_like(out))]
+torch.save([t.detach() for t in results], sys.argv[3])
+"""
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count(built_variants, tmp_path):
+    """The CPU kernels' bits with 1 and 2 OpenMP threads: both backward forms (one key head
+    per pair of sequence and key head, and the per-block passes) sum in a fixed order."""
+    cpu = [path for name, path in built_variants.items() if "-cpu-" in name]
+    if not cpu:
+        pytest.skip("no CPU variant was built")
+    runs = []
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}.pt"
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(ROOT / "loader"), str(cpu[0]),
+                        str(out)], check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        runs.append(torch.load(out))
+    for one, two in zip(*runs):
+        assert torch.equal(one, two)
+
+
 def test_transformers_attention_function_matches_sdpa(cpu_kernel):
     query = torch.randn(2, 8, 13, 64, dtype=torch.float64).float()
     key, value = torch.randn(2, 2, 13, 64), torch.randn(2, 2, 13, 64)
