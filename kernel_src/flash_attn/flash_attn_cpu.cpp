@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "_common/cpu_convert.h"
+#include "_common/cpu_math.h"
 #include "_common/status.h"
 #include "flash_attn/flash_attn.h"
 
@@ -40,18 +41,12 @@ using cpu::Float16;
 using cpu::from_float;
 using cpu::to_float;
 
-// The task bodies (fwd_block, bwd_dq_block, bwd_dkdv_block) are compiled three times, for the
-// x86-64 baseline the package targets (SSE2), for x86-64-v3 (AVX2, FMA) and for x86-64-v4
-// (AVX-512), and GCC's ifunc resolver picks one when the library loads. The vector helpers they
-// call are forced inline, so they are compiled for the clone's target too. On a 2-core
-// AVX-512 machine the v4 clone took the fp32 forward [1, 1024, 8, 64] from 22.3 to 12.7 ms and
-// forward+backward from 80.9 to 47.3 ms against the v3 clone.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TK_CPU_CLONES
-#endif
-#define TK_CPU_INLINE inline __attribute__((always_inline))
+using cpu::exp_approx;
+
+// The task bodies (fwd_block, bwd_dq_block, bwd_dkdv_block) are TK_CPU_CLONES (per x86-64
+// level; the v4 clone took the fp32 forward+backward [1, 1024, 8, 64] from 80.9 to 47.3 ms
+// against v3 on a 2-core AVX-512 machine); the vector helpers they call are TK_CPU_INLINE. The
+// softmax exponents (at most about 0) go through exp_approx.
 
 constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockKeys = 64;
@@ -142,33 +137,6 @@ TK_CPU_INLINE float dot(const float* a, const float* b, int64_t n) {
 #pragma omp simd reduction(+ : sum)
   for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
   return sum;
-}
-
-// exp(x) for the exponents of the softmax (at most about 0: scores minus their max or lse), in
-// plain arithmetic the compiler vectorizes (std::exp is a scalar call): x = n ln 2 + r with
-// |r| <= ln 2 / 2, exp(r) by its degree-6 Taylor polynomial, times 2^n built in the exponent
-// bits: relative error at most 2.5e-7 against double exp over [-87, 0.5] (steps of 1e-4).
-// Below -87 (2^n would leave the normal range) it returns 0, exp's true value being under
-// 1.7e-38 there; -inf gives 0 and NaN stays NaN.
-TK_CPU_INLINE float softmax_exp(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2High = 0.693145751953125f;  // ln 2 = kLn2High + kLn2Low, kLn2High exact
-  constexpr float kLn2Low = 1.42860682030941723e-6f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float clamped = std::max(x, -87.0f);
-  const float n = (clamped * kLog2e + kRound) - kRound;
-  const float r = (clamped - n * kLn2High) - n * kLn2Low;
-  float poly = 1.0f / 720.0f;
-  poly = poly * r + 1.0f / 120.0f;
-  poly = poly * r + 1.0f / 24.0f;
-  poly = poly * r + 1.0f / 6.0f;
-  poly = poly * r + 0.5f;
-  poly = poly * r + 1.0f;
-  poly = poly * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return x < -87.0f ? 0.0f : poly * scale;
 }
 
 // Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor,
@@ -383,7 +351,7 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
       std::fill(row, row + j0, 0.0f);
 #pragma omp simd reduction(+ : sum)
       for (int64_t j = j0; j < j1; ++j) {
-        row[j] = softmax_exp(row[j] * scale - m_new);
+        row[j] = exp_approx(row[j] * scale - m_new);
         sum += row[j];
       }
       std::fill(row + j1, row + kBlockKeys, 0.0f);
@@ -502,7 +470,7 @@ TK_CPU_CLONES void bwd_dq_block(const BwdArgs& a, const Sequence& s, int64_t hea
       std::fill(ds, ds + j0, 0.0f);
 #pragma omp simd
       for (int64_t j = j0; j < j1; ++j) {
-        ds[j] = softmax_exp(ds[j] * scale - lse) * (dp_row[j] - delta_i);
+        ds[j] = exp_approx(ds[j] * scale - lse) * (dp_row[j] - delta_i);
       }
       std::fill(ds + j1, ds + kBlockKeys, 0.0f);
     }
@@ -574,7 +542,7 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
         for (int64_t j = 0; j < kBlockKeys; ++j) {
           const bool allowed = j >= j0 && j < j1;
           const float prob =
-              allowed ? softmax_exp(probs[r * kBlockKeys + j] * scale - lse) : 0.0f;
+              allowed ? exp_approx(probs[r * kBlockKeys + j] * scale - lse) : 0.0f;
           const float ds = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
           probs_t[j * tile_rows + r] = prob;
           ds_t[j * tile_rows + r] = ds;
