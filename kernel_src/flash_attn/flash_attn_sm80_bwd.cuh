@@ -50,6 +50,42 @@ __device__ __forceinline__ float lse_log2(float lse) {
   return lse == -INFINITY ? INFINITY : lse * kLog2e;
 }
 
+// lse (log2 domain) and delta of this thread's two rows of a warp's 16 (row0 + g, + 8); rows
+// past the sequence get +inf and 0, so their probabilities and dS are 0.
+__device__ __forceinline__ void load_row_stats(const Params& p, const Sequence& seq, int row0,
+                                               int h, int lane, float (&row_lse)[2],
+                                               float (&row_delta)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int i = row0 + lane / 4 + 8 * half;
+    const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
+    row_lse[half] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
+    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
+  }
+}
+
+// dS = P (dP - delta) in place of one warp's tile of unscaled scores s (C tiles: rows row0 + g
+// (+ 8), keys j0 + 8n + 2t (+ 1)), P recomputed from lse and 0 where the mask forbids.
+template <int kKeys>
+__device__ __forceinline__ void scores_to_ds(float (&s)[kKeys / 8][4],
+                                             const float (&dp)[kKeys / 8][4], const Mask& mask,
+                                             int row0, int j0, int lane, float scale_log2,
+                                             const float (&row_lse)[2],
+                                             const float (&row_delta)[2]) {
+  const bool check = !mask.all_allowed(row0, 16, j0, kKeys);
+#pragma unroll
+  for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = row0 + lane / 4 + 8 * (e / 2);
+      const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
+      const bool allowed = !check || mask.allowed(i, j);
+      const float prob = allowed ? exp2f(s[n][e] * scale_log2 - row_lse[e / 2]) : 0.0f;
+      s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
+    }
+  }
+}
+
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kThreads) bwd_delta_kernel(const Params p) {
   static_assert(kHeadDim / 8 <= 32, "one 16-byte piece per lane");
@@ -238,13 +274,7 @@ __global__ void __launch_bounds__(kThreads) bwd_dq_kernel(const Params p) {
   const int warp_row0 = m0 + warp * 16;
   float row_lse[2];
   float row_delta[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int i = warp_row0 + lane / 4 + 8 * half;
-    const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
-    row_lse[half] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
-    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
-  }
+  load_row_stats(p, seq, warp_row0, h, lane, row_lse, row_delta);
 
   float dq[kHeadDim / 8][4] = {};
   for (int tile = first_tile; tile < end_tile; ++tile) {
@@ -262,18 +292,7 @@ __global__ void __launch_bounds__(kThreads) bwd_dq_kernel(const Params p) {
     float dp[kKeys / 8][4] = {};
     mma_a_bt<T, kHeadDim, kKeys, kStride>(dp, dout_tile + warp * 16 * kStride,
                                           v_tiles + stage * kKeys * kStride, lane);
-    const bool check = !mask.all_allowed(warp_row0, 16, j0, kKeys);
-#pragma unroll
-    for (int n = 0; n < kKeys / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int i = warp_row0 + lane / 4 + 8 * (e / 2);
-        const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool allowed = !check || mask.allowed(i, j);
-        const float prob = allowed ? exp2f(s[n][e] * p.scale_log2 - row_lse[e / 2]) : 0.0f;
-        s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
-      }
-    }
+    scores_to_ds<kKeys>(s, dp, mask, warp_row0, j0, lane, p.scale_log2, row_lse, row_delta);
     mma_p_b<T, kKeys, kHeadDim, kStride>(dq, s, k_s, lane);
     // The next iteration's copy overwrites this stage.
     __syncthreads();

@@ -521,13 +521,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
   float row_lse[2];
   float row_delta[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int i = warp_row0 + lane / 4 + 8 * half;
-    const int64_t index = sm80::lse_index(p, seq, i < seq.q_len ? i : 0, block.h);
-    row_lse[half] = i < seq.q_len ? sm80::lse_log2(p.lse[index]) : INFINITY;
-    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
-  }
+  sm80::load_row_stats(p, seq, warp_row0, block.h, lane, row_lse, row_delta);
 
   float dq[kHeadDim / 8][4] = {};
   if (steps > 0) mbarrier_wait(sm.resident_full, 0);
@@ -544,18 +538,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
     two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
-    const bool check = !block.mask.all_allowed(warp_row0, 16, j0, kKeys);
-#pragma unroll
-    for (int n = 0; n < kKeys / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int i = warp_row0 + lane / 4 + 8 * (e / 2);
-        const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool allowed = !check || block.mask.allowed(i, j);
-        const float prob = allowed ? exp2f(sc[n][e] * p.scale_log2 - row_lse[e / 2]) : 0.0f;
-        sc[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
-      }
-    }
+    sm80::scores_to_ds<kKeys>(sc, dp, block.mask, warp_row0, j0, lane, p.scale_log2, row_lse,
+                              row_delta);
     uint32_t dsa[kKeys / 16][4];
     a_fragments<T, kKeys>(dsa, sc);
     fence_registers(dq);
