@@ -115,9 +115,8 @@ struct RunBwd {
     if constexpr (sm90::has_bwd(kHeadDim)) {
       if (sm90) return sm90::run_bwd<T, kHeadDim>(p, s);
     }
-    sm80::Params without_accum = p;
-    without_accum.dq_accum = nullptr;
-    return sm80::run_bwd<T, kHeadDim>(without_accum, s);
+    // bwd_cuda sets dq_accum only where the sm_90a kernels run: not here.
+    return sm80::run_bwd<T, kHeadDim>(p, s);
   }
 };
 
@@ -134,11 +133,16 @@ Status use_sm90(const Problem& p, bool* use) {
   return Status::Ok();
 }
 
+// The sm_90a backward sums dQ with atomics unless asked to be deterministic.
+bool accumulates_dq(const Problem& p, bool deterministic, bool sm90) {
+  return sm90 && !deterministic && sm90::has_bwd(p.head_dim);
+}
+
 }  // namespace
 
 bool bwd_cuda_accumulates_dq(const Problem& p, bool deterministic) {
   bool sm90 = false;
-  return !deterministic && sm90::has_bwd(p.head_dim) && use_sm90(p, &sm90).ok() && sm90;
+  return use_sm90(p, &sm90).ok() && accumulates_dq(p, deterministic, sm90);
 }
 
 Status fwd_cuda(const FwdArgs& a, void* stream) {
@@ -195,7 +199,7 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
   params.dv = a.dv;
   bool sm90 = false;
   if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
-  if (params.max_seqlen_q > 0 && bwd_cuda_accumulates_dq(p, a.deterministic)) {
+  if (params.max_seqlen_q > 0 && accumulates_dq(p, a.deterministic, sm90)) {
     if (a.dq_accum == nullptr) {
       return invalid("flash_attn: this CUDA backward needs the dq_accum workspace (dq's shape, "
                      "fp32)");
