@@ -42,15 +42,18 @@ def adaln_bytes(shape: tuple[int, ...], dtype: torch.dtype, direction: str, gate
     gated fwd: x, branch, gate, scale, shift -> y, z.
     gated bwd: dy, dz, z, branch, gate, scale -> dx (= the gradient of x, counted once),
     dbranch, dgate, dscale, dshift.
+    A per-token dshift is not counted: it is dy itself, which autograd passes on (eager and
+    torch.compile as for any addition; ours since the backward op stopped copying it).
     """
     batch, _seq, hidden = shape
     n = math.prod(shape)
     m = n if per_token else batch * hidden
+    dshift = 0 if per_token else m
     if direction == "fwd":
         return tensor_bytes(dtype, n, n, n, m, m, m, n) if gated else tensor_bytes(dtype, n, m, m, n)
     if gated:
-        return tensor_bytes(dtype, n, n, n, n, m, m, n, n, m, m, m)
-    return tensor_bytes(dtype, n, n, m, n, m, m)
+        return tensor_bytes(dtype, n, n, n, n, m, m, n, n, m, m, dshift)
+    return tensor_bytes(dtype, n, n, m, n, m, dshift)
 
 
 def references(kernel: Any):

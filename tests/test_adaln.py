@@ -235,6 +235,40 @@ def test_every_output_element_is_written(backend):
                     assert torch.isfinite(g).all(), f"{name} {what}"
 
 
+def test_per_token_shift_gradient_is_dy(backend):
+    """A per-token shift's gradient is dy itself: the backward op returns dshift empty (no copy),
+    the out op leaves an empty dshift alone and still fills a [B, S, D] one, and autograd hands
+    dy on as shift's gradient."""
+    kernel, device, shapes = backend
+    batch, seq, hidden = shapes[-1]
+    dtype = torch.bfloat16
+    x, branch, dy, dz = (torch.randn(batch, seq, hidden, dtype=dtype, device=device)
+                         for _ in range(4))
+    scale, shift, gate = (0.5 * torch.randn(batch, seq, hidden, dtype=dtype, device=device)
+                          for _ in range(3))
+    _, mean, rstd = kernel.ops.adaln(x, scale, shift, None, 1e-6, "rms")
+    grads = kernel.ops.adaln_backward(dy, None, x, None, None, scale, True, None, mean, rstd,
+                                      "rms", False)
+    assert grads[2].shape == (0,)
+    full = [torch.full_like(x, float("nan")) for _ in range(3)]
+    empty_dshift = x.new_empty(0)
+    kernel.ops.adaln_bwd_out(full[0], full[1], empty_dshift, None, None, None, dy, None, x, None,
+                             None, scale, None, mean, rstd, "rms")
+    kernel.ops.adaln_bwd_out(full[2], torch.empty_like(x), dshift := torch.empty_like(x), None,
+                             None, None, dy, None, x, None, None, scale, None, mean, rstd, "rms")
+    assert torch.isfinite(full[0]).all() and torch.isfinite(full[1]).all()
+    torch.testing.assert_close(full[0], full[2], rtol=0, atol=0)
+    assert torch.equal(dshift, dy)
+
+    leaves = [t.clone().requires_grad_(True) for t in (x, branch, gate, scale, shift)]
+    y = kernel.adaln(leaves[0], leaves[3], leaves[4], norm="layer")
+    (shift_grad,) = torch.autograd.grad(y, [leaves[4]], dy)
+    assert torch.equal(shift_grad, dy)
+    y, z = kernel.adaln_gated(*leaves, norm="rms")
+    shift_grad, x_grad = torch.autograd.grad([y, z], [leaves[4], leaves[0]], [dy, dz])
+    assert torch.equal(shift_grad, dy) and torch.isfinite(x_grad).all()
+
+
 def test_per_sample_sums_are_deterministic(backend):
     """Two backward runs give the same bits (no atomics in the per-sample and weight sums)."""
     kernel, device, shapes = backend
@@ -537,6 +571,7 @@ def test_benchmark_bytes_count_each_input_and_output_once():
     assert bench.adaln_bytes((b, s, d), bf16, "fwd", gated=False, per_token=False) == 2 * (2 * n + 2 * bd)
     assert bench.adaln_bytes((b, s, d), bf16, "bwd", gated=False, per_token=False) == 2 * (3 * n + 3 * bd)
     # gated, per token: x, branch, gate, scale, shift -> y, z; backward dy, dz, z, branch,
-    # gate, scale -> dx (= the gradient of x), dbranch, dgate, dscale, dshift.
+    # gate, scale -> dx (= the gradient of x), dbranch, dgate, dscale (dshift is dy itself).
     assert bench.adaln_bytes((b, s, d), bf16, "fwd", gated=True, per_token=True) == 2 * 7 * n
-    assert bench.adaln_bytes((b, s, d), bf16, "bwd", gated=True, per_token=True) == 2 * 11 * n
+    assert bench.adaln_bytes((b, s, d), bf16, "bwd", gated=True, per_token=True) == 2 * 10 * n
+    assert bench.adaln_bytes((b, s, d), bf16, "bwd", gated=False, per_token=True) == 2 * 5 * n

@@ -127,7 +127,9 @@ void adaln_bwd_out(at::Tensor& dx, at::Tensor& dscale, at::Tensor& dshift,
   tk::adaln::BwdArgs args;
   args.scale_per_token = check_modulation_out(scale, op, "scale", z);
   check_tensor(dscale, op, "dscale", z, z.scalar_type(), scale.sizes());
-  args.shift_per_token = check_modulation_out(dshift, op, "dshift", z);
+  // An empty 1-D dshift: shift is per token and its gradient, dy itself, is not copied.
+  const bool dshift_is_dy = dshift.dim() == 1 && dshift.numel() == 0;
+  args.shift_per_token = dshift_is_dy || check_modulation_out(dshift, op, "dshift", z);
   const bool gated = branch.has_value();
   TORCH_CHECK_VALUE(gate.has_value() == gated && dbranch.has_value() == gated &&
                         dgate.has_value() == gated,
@@ -145,7 +147,7 @@ void adaln_bwd_out(at::Tensor& dx, at::Tensor& dscale, at::Tensor& dshift,
   }
   args.dx = dx.data_ptr();
   args.dscale = dscale.data_ptr();
-  args.dshift = dshift.data_ptr();
+  args.dshift = dshift_is_dy ? nullptr : dshift.data_ptr();
   args.dweight = dweight.has_value() ? dweight->data_ptr() : nullptr;
   args.dy = dy.data_ptr();
   args.dz = optional_data(dz);
@@ -253,8 +255,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adaln_gated(
 }
 
 // Returns (dx, dscale, dshift, dweight, dbranch, dgate): dscale and dgate in scale's and gate's
-// shapes, dshift [B, S, D] when shift_per_token else [B, D]; dweight is empty unless
-// want_dweight, dbranch and dgate are empty unless gated.
+// shapes, dshift [B, D] for a per-sample shift and empty when shift_per_token (the gradient of
+// a per-token shift is dy itself: autograd passes dy on, as it does for an addition); dweight is
+// empty unless want_dweight, dbranch and dgate are empty unless gated.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 adaln_backward(const at::Tensor& dy, const std::optional<at::Tensor>& dz, const at::Tensor& z,
                const std::optional<at::Tensor>& branch, const std::optional<at::Tensor>& gate,
@@ -281,7 +284,7 @@ adaln_backward(const at::Tensor& dy, const std::optional<at::Tensor>& dz, const 
   at::Tensor dx = at::empty_like(z3);
   at::Tensor dscale = at::empty_like(scale_rows);
   at::Tensor dshift =
-      shift_per_token ? at::empty_like(z3) : at::empty({z.size(0), z.size(2)}, z.options());
+      shift_per_token ? z.new_empty({0}) : at::empty({z.size(0), z.size(2)}, z.options());
   at::Tensor dweight = want_dweight ? at::empty_like(*weight) : z.new_empty({0});
   at::Tensor dbranch = gated ? at::empty_like(z3) : z.new_empty({0});
   std::optional<at::Tensor> gate_rows =
@@ -329,6 +332,14 @@ void save_shift_and_norm(torch::autograd::AutogradContext* ctx, const at::Tensor
   ctx->saved_data["shift_sizes"] = shift.sizes().vec();
 }
 
+// shift's gradient: dy itself for a per-token shift (the backward op returns it empty), else
+// the op's [B, D] sum in shift's shape.
+at::Tensor shift_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& dy,
+                      const at::Tensor& dshift) {
+  if (ctx->saved_data["shift_per_token"].toBool()) return dy;
+  return dshift.view(ctx->saved_data["shift_sizes"].toIntVector());
+}
+
 class AdalnFunction : public torch::autograd::Function<AdalnFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
@@ -354,12 +365,13 @@ class AdalnFunction : public torch::autograd::Function<AdalnFunction> {
     const std::optional<at::Tensor> weight = optional_from_saved(saved[2]);
     const bool want_dweight = weight.has_value() && ctx->needs_input_grad(3);
     const std::string norm = ctx->saved_data["norm"].toStringRef();
+    const at::Tensor dy = grad_or_zeros(grads[0], saved[0]);
     auto [dx, dscale, dshift, dweight, dbranch, dgate] = call_adaln_backward(
-        grad_or_zeros(grads[0], saved[0]), std::nullopt, saved[0], std::nullopt, std::nullopt,
-        saved[1], ctx->saved_data["shift_per_token"].toBool(), weight, saved[3], saved[4], norm,
+        dy, std::nullopt, saved[0], std::nullopt, std::nullopt, saved[1],
+        ctx->saved_data["shift_per_token"].toBool(), weight, saved[3], saved[4], norm,
         want_dweight);
-    return {dx, dscale, dshift.view(ctx->saved_data["shift_sizes"].toIntVector()),
-            want_dweight ? dweight : at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx, dscale, shift_grad(ctx, dy, dshift), want_dweight ? dweight : at::Tensor(),
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -390,15 +402,16 @@ class AdalnGatedFunction : public torch::autograd::Function<AdalnGatedFunction> 
     const std::optional<at::Tensor> dz =
         grads[1].defined() ? std::optional<at::Tensor>(grads[1]) : std::nullopt;
     const std::string norm = ctx->saved_data["norm"].toStringRef();
+    const at::Tensor dy = grad_or_zeros(grads[0], saved[0]);
     auto [dx, dscale, dshift, dweight, dbranch, dgate] = call_adaln_backward(
-        grad_or_zeros(grads[0], saved[0]), dz, saved[0], saved[1], saved[2], saved[3],
+        dy, dz, saved[0], saved[1], saved[2], saved[3],
         ctx->saved_data["shift_per_token"].toBool(), weight, saved[5], saved[6], norm,
         want_dweight);
     return {dx,
             dbranch,
             dgate,
             dscale,
-            dshift.view(ctx->saved_data["shift_sizes"].toIntVector()),
+            shift_grad(ctx, dy, dshift),
             want_dweight ? dweight : at::Tensor(),
             at::Tensor(),
             at::Tensor()};

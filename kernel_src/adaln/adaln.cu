@@ -229,7 +229,7 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   BwdParams<T> p;
   p.dx = static_cast<T*>(a.dx);
   p.dscale = static_cast<T*>(a.dscale);
-  p.dshift = static_cast<T*>(a.dshift);
+  p.dshift = a.shift_per_token ? static_cast<T*>(a.dshift) : nullptr;
   p.dbranch = static_cast<T*>(a.dbranch);
   p.dgate = static_cast<T*>(a.dgate);
   p.partial_p = workspace_at(a.workspace, plan.partial_p);
@@ -321,10 +321,12 @@ Status bwd_cuda(const BwdArgs& args, void* stream) {
     return s;
   }
   if (args.batch * args.seq > 0) {
-    if (args.dx == nullptr || args.dscale == nullptr || args.dshift == nullptr ||
-        args.dy == nullptr || args.z == nullptr || args.scale == nullptr ||
-        args.mean == nullptr || args.rstd == nullptr) {
-      return invalid("dx, dscale, dshift, dy, z, scale, mean and rstd are required");
+    if (args.dx == nullptr || args.dscale == nullptr ||
+        (args.dshift == nullptr && !args.shift_per_token) || args.dy == nullptr ||
+        args.z == nullptr || args.scale == nullptr || args.mean == nullptr ||
+        args.rstd == nullptr) {
+      return invalid("dx, dscale, dshift (unless per token), dy, z, scale, mean and rstd are "
+                     "required");
     }
     if (args.gated && (args.branch == nullptr || args.gate == nullptr ||
                        args.dbranch == nullptr || args.dgate == nullptr)) {

@@ -47,7 +47,7 @@ template <typename T>
 struct BwdParams {
   T* dx;
   T* dscale;               // written here only when scale is per token
-  T* dshift;               // written here only when shift is per token
+  T* dshift;               // a per-token shift's gradient (dy) to write, or null
   T* dbranch;              // gated only
   T* dgate;                // written here only when gated with a per-token gate
   // One fp32 row of `hidden` per block (block = sample * chunks + chunk), or nullptr:
@@ -580,7 +580,7 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
     float dzt[kVec];
     input_grads(p, at, dy, z, dz, scale_rows[scale_at], w, mean, rstd, mean_g, mean_gx, dzt,
                 acc_p, acc_shift);
-    if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy;
+    if (p.dshift != nullptr) reinterpret_cast<V*>(p.dshift)[at] = dy;
     if (gated) {
       gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at],
                  reinterpret_cast<const V*>(p.gate)[gate_at], acc_gate);
@@ -652,7 +652,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
       const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
       input_grads(p, at, dy_v, z[v], dz, scale[v], w, mean, rstd, mean_g, mean_gx, dzt, acc_p,
                   acc_shift);
-      if (p.shift_per_token) reinterpret_cast<V*>(p.dshift)[at] = dy_v;
+      if (p.dshift != nullptr) reinterpret_cast<V*>(p.dshift)[at] = dy_v;
       if (gated) {
         gate_grads(p, at, dzt, reinterpret_cast<const V*>(p.branch)[at], gate[v], acc_gate);
       }

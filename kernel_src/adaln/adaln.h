@@ -55,7 +55,9 @@ struct FwdArgs {
 struct BwdArgs {
   void* dx = nullptr;
   void* dscale = nullptr;          // scale's shape
-  void* dshift = nullptr;          // [batch, hidden] or [batch, seq, hidden] (shift_per_token)
+  // [batch, hidden]; or, shift_per_token, [batch, seq, hidden] or null: a per-token shift's
+  // gradient is dy itself, which callers (autograd) can pass on instead of a copy.
+  void* dshift = nullptr;
   void* dweight = nullptr;         // nullptr: dweight not wanted (or no weight)
   void* dbranch = nullptr;         // gated only (with dgate)
   void* dgate = nullptr;           // gated only: gate's shape

@@ -244,8 +244,10 @@ void bwd_row(const BwdArgs& a, const float* weight, int64_t r, int64_t sample,
   }
 
   if (a.shift_per_token) {
-    const T* dy_in = static_cast<const T*>(a.dy) + offset;
-    std::copy(dy_in, dy_in + hidden, static_cast<T*>(a.dshift) + offset);
+    if (a.dshift != nullptr) {
+      const T* dy_in = static_cast<const T*>(a.dy) + offset;
+      std::copy(dy_in, dy_in + hidden, static_cast<T*>(a.dshift) + offset);
+    }
   } else {
 #pragma omp simd
     for (int64_t i = 0; i < hidden; ++i) partials.shift[i] += dy[i];
@@ -388,9 +390,11 @@ Status check_bwd(const BwdArgs& a) {
     return invalid("adaln: the per-sample gradients must not be null");
   }
   if (a.batch * a.seq > 0) {
-    if (a.dx == nullptr || a.dscale == nullptr || a.dshift == nullptr || a.dy == nullptr ||
-        a.z == nullptr || a.scale == nullptr || a.mean == nullptr || a.rstd == nullptr) {
-      return invalid("adaln: dx, dscale, dshift, dy, z, scale, mean and rstd must not be null");
+    if (a.dx == nullptr || a.dscale == nullptr || (a.dshift == nullptr && !a.shift_per_token) ||
+        a.dy == nullptr || a.z == nullptr || a.scale == nullptr || a.mean == nullptr ||
+        a.rstd == nullptr) {
+      return invalid("adaln: dx, dscale, dshift (unless per token), dy, z, scale, mean and rstd "
+                     "must not be null");
     }
     if (a.gated && (a.branch == nullptr || a.gate == nullptr || a.dbranch == nullptr ||
                     a.dgate == nullptr)) {

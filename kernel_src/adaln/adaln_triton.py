@@ -172,7 +172,7 @@ def _adaln_bwd_fused_kernel(
     DY, DZ, Z, BRANCH, GATE, SCALE, W, MEAN, RSTD, seq, n_cols, chunks,
     BLOCK: tl.constexpr, LAYER: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_DZ: tl.constexpr,
     GATED: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr, SHIFT_PER_TOKEN: tl.constexpr,
-    GATE_PER_TOKEN: tl.constexpr, WANT_P: tl.constexpr,
+    GATE_PER_TOKEN: tl.constexpr, WANT_P: tl.constexpr, STORE_DSHIFT: tl.constexpr,
 ):
     sample, first, end = _row_run(seq, chunks)
     cols = tl.arange(0, BLOCK)
@@ -225,7 +225,8 @@ def _adaln_bwd_fused_kernel(
         else:
             acc_p += dy * xhat
         if SHIFT_PER_TOKEN:
-            tl.store(DSHIFT + offsets, dy.to(DSHIFT.dtype.element_ty), mask=mask)
+            if STORE_DSHIFT:
+                tl.store(DSHIFT + offsets, dy.to(DSHIFT.dtype.element_ty), mask=mask)
         else:
             acc_shift += dy
 
@@ -249,7 +250,7 @@ def _adaln_bwd_looped_kernel(
     DY, DZ, Z, BRANCH, GATE, SCALE, W, MEAN, RSTD, seq, n_cols, chunks,
     BLOCK: tl.constexpr, LAYER: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_DZ: tl.constexpr,
     GATED: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr, SHIFT_PER_TOKEN: tl.constexpr,
-    GATE_PER_TOKEN: tl.constexpr, WANT_P: tl.constexpr,
+    GATE_PER_TOKEN: tl.constexpr, WANT_P: tl.constexpr, STORE_DSHIFT: tl.constexpr,
 ):
     # The partial rows live in this program's own rows of the *_PART buffers. Every pass walks
     # the columns with the same block shape, so each element is read back by the thread that
@@ -324,7 +325,8 @@ def _adaln_bwd_looped_kernel(
             else:
                 _add_to_partial(P_PART, partial, dy * xhat, mask)
             if SHIFT_PER_TOKEN:
-                tl.store(DSHIFT + offsets, dy.to(DSHIFT.dtype.element_ty), mask=mask)
+                if STORE_DSHIFT:
+                    tl.store(DSHIFT + offsets, dy.to(DSHIFT.dtype.element_ty), mask=mask)
             else:
                 _add_to_partial(SHIFT_PART, partial, dy, mask)
 
@@ -468,12 +470,14 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
               weight, mean, rstd, layer: bool) -> None:
     """Writes dx, dscale, dshift (and dweight, dbranch, dgate when given) from dy, z, mean, rstd.
 
-    dscale's shape follows scale's, dshift's says whether shift was per token, dgate's gate's.
+    dscale's shape follows scale's, dshift's says whether shift was per token (an empty dshift:
+    per token, and its gradient, dy itself, is not copied), dgate's gate's.
     """
     batch, seq, hidden = z.shape
     gated = branch is not None
     scale_per_token = _per_token(scale)
-    shift_per_token = _per_token(dshift)
+    dshift_is_dy = dshift.dim() == 1 and dshift.numel() == 0
+    shift_per_token = dshift_is_dy or _per_token(dshift)
     gate_per_token = gated and _per_token(gate)
     want_p = not scale_per_token or dweight is not None
     if batch * seq == 0:
@@ -501,7 +505,7 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
     flags = dict(
         LAYER=layer, HAS_WEIGHT=weight is not None, HAS_DZ=dz is not None, GATED=gated,
         SCALE_PER_TOKEN=scale_per_token, SHIFT_PER_TOKEN=shift_per_token,
-        GATE_PER_TOKEN=gate_per_token, WANT_P=want_p,
+        GATE_PER_TOKEN=gate_per_token, WANT_P=want_p, STORE_DSHIFT=not dshift_is_dy,
     )
     block = _fused_block(hidden, MAX_FUSED_BWD_COLS)
     if block is not None:
@@ -565,7 +569,7 @@ def _aot_specs_for(dtype: str) -> list:
                  "SHIFT_PER_TOKEN": False, "GATE_PER_TOKEN": False}
     bwd_flags = {"LAYER": True, "HAS_WEIGHT": True, "HAS_DZ": True, "GATED": True,
                  "SCALE_PER_TOKEN": True, "SHIFT_PER_TOKEN": True, "GATE_PER_TOKEN": True,
-                 "WANT_P": True}
+                 "WANT_P": True, "STORE_DSHIFT": True}
     sample_bwd_flags = {**bwd_flags, "SCALE_PER_TOKEN": False, "SHIFT_PER_TOKEN": False,
                         "GATE_PER_TOKEN": False}
     sum_flags = {"BLOCK_ROWS": SUM_BLOCK_ROWS, "BLOCK_COLS": SUM_BLOCK_COLS}

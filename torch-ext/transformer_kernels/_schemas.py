@@ -92,8 +92,10 @@ SCHEMAS: dict[str, str] = {
     # AdaLN functional ops (autograd + fake); norm is "rms" or "layer". scale, shift and gate
     # may also be [B, 1, D] (per sample). adaln returns (y, mean, rstd), adaln_gated
     # (y, z, mean, rstd). adaln_backward returns (dx, dscale, dshift, dweight, dbranch, dgate):
-    # dscale and dgate in scale's and gate's shapes, dshift [B, S, D] if shift_per_token else
-    # [B, D]; dweight empty unless want_dweight, dbranch and dgate empty unless gated.
+    # dscale and dgate in scale's and gate's shapes, dshift [B, D], or empty if shift_per_token
+    # (the gradient of a per-token shift is dy itself: autograd passes dy on, as for an addition;
+    # adaln_bwd_out takes such an empty dshift too, or a [B, S, D] one to copy dy into); dweight
+    # empty unless want_dweight, dbranch and dgate empty unless gated.
     "adaln": (
         "(Tensor x, Tensor scale, Tensor shift, Tensor? weight, float eps, str norm)"
         " -> (Tensor, Tensor, Tensor)"

@@ -218,13 +218,14 @@ def _check_backward_args(dy, dz, z, branch, gate, scale, weight, norm, want_dwei
 
 
 def _backward_outputs(z, gate, scale, shift_per_token, weight, want_dweight, new):
-    """(dx, dscale, dshift, dweight, dbranch, dgate) allocated with `new(shape)`."""
+    """(dx, dscale, dshift, dweight, dbranch, dgate) allocated with `new(shape)`; dshift is
+    empty for a per-token shift, whose gradient is dy itself (autograd passes dy on)."""
     batch, _seq, hidden = z.shape
     gated = gate is not None
     return (
         new(z.shape),
         new(scale.shape),
-        new(z.shape if shift_per_token else (batch, hidden)),
+        new((0,) if shift_per_token else (batch, hidden)),
         new(weight.shape if want_dweight else (0,)),
         new(z.shape if gated else (0,)),
         new(gate.shape if gated else (0,)),
@@ -272,6 +273,11 @@ def _save_shift_and_norm(ctx, shift, norm) -> None:
     ctx.shift_shape = shift.shape
 
 
+def _shift_grad(ctx, dy, dshift):
+    """shift's gradient: dy itself when per token (the backward op returns dshift empty)."""
+    return dy if ctx.shift_per_token else dshift.view(ctx.shift_shape)
+
+
 def _setup_adaln(ctx, inputs, output):
     x, scale, shift, weight, _eps, norm = inputs
     _y, mean, rstd = output
@@ -286,7 +292,7 @@ def _grad_adaln(ctx, dy, _dmean, _drstd):
         dy, None, x, None, None, scale, ctx.shift_per_token, weight, mean, rstd, ctx.norm,
         want_dweight,
     )
-    return dx, dscale, dshift.view(ctx.shift_shape), (dweight if want_dweight else None), None, None
+    return dx, dscale, _shift_grad(ctx, dy, dshift), (dweight if want_dweight else None), None, None
 
 
 def _setup_adaln_gated(ctx, inputs, output):
@@ -303,7 +309,7 @@ def _grad_adaln_gated(ctx, dy, dz, _dmean, _drstd):
         dy, dz, z, branch, gate, scale, ctx.shift_per_token, weight, mean, rstd, ctx.norm,
         want_dweight,
     )
-    return (dx, dbranch, dgate, dscale, dshift.view(ctx.shift_shape),
+    return (dx, dbranch, dgate, dscale, _shift_grad(ctx, dy, dshift),
             (dweight if want_dweight else None), None, None)
 
 
@@ -372,7 +378,8 @@ def _reference_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branc
         out.copy_(full if out.dim() == 3 else full.sum(1))
 
     per_layout(dyf * xhat * w, dscale)
-    per_layout(dyf, dshift)
+    if dshift.numel() > 0 or dshift.dim() > 1:
+        per_layout(dyf, dshift)
     if dweight is not None:
         dweight.copy_((dn * xhat).sum((0, 1)))
     if branch is not None:
@@ -443,6 +450,9 @@ def _check_x_out(op: str, name: str, x) -> None:
 def _check_modulation_out(op: str, name: str, t, x) -> None:
     """[B, D] or x's [B, S, D], contiguous, like x (what a kernel is handed)."""
     check_tensor_arg(op, name, t)
+    if name == "dshift" and t.dim() == 1 and t.numel() == 0:
+        check_out_tensor(op, name, t, x, x.dtype, t.shape)
+        return  # a per-token shift, whose gradient (dy) is not copied
     batch, _seq, hidden = x.shape
     if tuple(t.shape) not in ((batch, hidden), tuple(x.shape)):
         raise ValueError(f"{op}: {name} must have shape [{batch}, {hidden}] or {list(x.shape)}, "
