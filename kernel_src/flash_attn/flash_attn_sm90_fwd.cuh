@@ -38,24 +38,32 @@ struct FwdParams {
 // (0 is __syncthreads).
 inline constexpr int kTurnBarrier = 1;
 
+// The key tile of a head dim: head dim 256 takes 64 keys (its O accumulator is already 128
+// registers per thread), the others 128.
 template <int kHeadDim>
+inline constexpr int kDefaultKeys = kHeadDim <= 128 ? 128 : 64;
+// Head dim 128 without a mask also has a 176-key form (FlashAttention-3's tile for it): fewer
+// tiles per row block, so less of the per-tile softmax bookkeeping per score.
+inline constexpr int kWideKeys = 176;
+
+template <int kHeadDim, int kKeysPerTile = kDefaultKeys<kHeadDim>>
 struct FwdShape {
   // Head dim 64 has half the matrix work per score of 128, so a third consumer warpgroup keeps
   // the tensor cores fed while the others run their softmax.
   static constexpr int kConsumers = kHeadDim == 64 ? 3 : 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kRows = 64 * kConsumers;
-  // Head dim 256 takes 64-key tiles: its O accumulator is already 128 registers per thread.
-  static constexpr int kKeys = kHeadDim <= 128 ? 128 : 64;
-  // Three K/V stages fit up to head dim 128 (hd 128: 32 KiB Q + 3 x 64 KiB, under the 227 KiB
-  // a block may have); 256 keeps two.
-  static constexpr int kStages = kHeadDim <= 128 ? 3 : 2;
+  static constexpr int kKeys = kKeysPerTile;
   static constexpr int kQBytes = kRows * kHeadDim * 2;
   static constexpr int kKvBytes = kKeys * kHeadDim * 2;  // one K or V tile
-  static constexpr int kBarriers = 1 + 4 * kStages;
   // Tiles, barriers, and slack to align the tiles to the swizzle period.
-  static constexpr int kSmemBytes = kQBytes + 2 * kStages * kKvBytes + 8 * kBarriers +
-                                    kSwizzleBytes;
+  static constexpr int smem_bytes(int stages) {
+    return kQBytes + 2 * stages * kKvBytes + 8 * (1 + 4 * stages) + kSwizzleBytes;
+  }
+  // Three K/V stages where they fit in the 227 KiB a block may have (hd 128 with 128-key tiles:
+  // 32 KiB Q + 3 x 64 KiB), else two.
+  static constexpr int kStages = smem_bytes(3) <= 227 * 1024 ? 3 : 2;
+  static constexpr int kSmemBytes = smem_bytes(kStages);
   // Per thread: the producer keeps 24 registers and the consumers share the rest of the 64K
   // of a multiprocessor (setmaxnreg counts in multiples of 8): 24 + 2 x 240, 24 + 3 x 160.
   static constexpr int kProducerRegisters = 24;
@@ -104,14 +112,14 @@ __device__ __forceinline__ void scale_rows(float (&o)[kTiles][4], const float (&
   }
 }
 
-template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(FwdShape<kHeadDim>::kThreads, 1)
+template <typename T, int kHeadDim, int kKeysPerTile>
+__global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams fp) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // Compiled for another architecture: never launched there (flash_attn_cuda.cu dispatches
   // here only on sm_90 with sm_90a code in the build).
 #else
-  using Shape = FwdShape<kHeadDim>;
+  using Shape = FwdShape<kHeadDim, kKeysPerTile>;
   constexpr int kRows = Shape::kRows;
   constexpr int kKeys = Shape::kKeys;
   constexpr int kStages = Shape::kStages;

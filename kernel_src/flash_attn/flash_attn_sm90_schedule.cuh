@@ -14,9 +14,9 @@
 
 namespace tk::flash_attn::sm90 {
 
-template <class Launcher, typename T, int kHeadDim>
-Status schedule_fwd(const Params& p, cudaStream_t stream) {
-  using Shape = FwdShape<kHeadDim>;
+template <class Launcher, typename T, int kHeadDim, int kKeys>
+Status schedule_fwd_tiles(const Params& p, cudaStream_t stream) {
+  using Shape = FwdShape<kHeadDim, kKeys>;
   FwdParams fp;
   fp.base = p;
   const bool varlen = p.cu_seqlens_q != nullptr;
@@ -36,9 +36,20 @@ Status schedule_fwd(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
-  return Launcher::launch(fwd_kernel<T, kHeadDim>, Shape::kSmemBytes,
+  return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes,
                           sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p),
                           Shape::kThreads, fp, stream);
+}
+
+// Head dim 128 without a mask (no causal, no window) takes the wide key tiles.
+template <class Launcher, typename T, int kHeadDim>
+Status schedule_fwd(const Params& p, cudaStream_t stream) {
+  if constexpr (kHeadDim == 128) {
+    if (p.window_left >= sm80::kUnbounded && p.window_right >= sm80::kUnbounded) {
+      return schedule_fwd_tiles<Launcher, T, kHeadDim, kWideKeys>(p, stream);
+    }
+  }
+  return schedule_fwd_tiles<Launcher, T, kHeadDim, kDefaultKeys<kHeadDim>>(p, stream);
 }
 
 template <class Launcher, typename T, int kHeadDim>

@@ -29,10 +29,10 @@ FAMILIES = (
 # mma.sync with bf16 needs sm_80; the sm_90 forward needs the arch-specific 9.0a (wgmma,
 # setmaxnreg). The sm_80 kernels run on 9.0 too.
 CUDA_CAPABILITIES = ("8.0", "9.0a")
-# {wgmma kind: accumulator widths}. ss and rs: S = Q K^T has one column per key of the tile (64
-# or 128), O = P V one per head-dim element (64, 128 or 256). ss_b_nmajor: the backward's
+# {wgmma kind: accumulator widths}. ss and rs: S = Q K^T has one column per key of the tile (64,
+# 128 or 176), O = P V one per head-dim element (64, 128 or 256). ss_b_nmajor: the backward's
 # dQ = dS K with dS in shared memory, half the head dim (32 or 64) per consumer warpgroup.
-WGMMA_WIDTHS = {"ss": (64, 128, 256), "rs": (64, 128, 256), "ss_b_nmajor": (32, 64)}
+WGMMA_WIDTHS = {"ss": (64, 128, 176, 256), "rs": (64, 128, 256), "ss_b_nmajor": (32, 64)}
 
 KERNEL_DIR = Path("kernel_src/flash_attn")
 WGMMA_HEADER = KERNEL_DIR / "flash_attn_sm90_wgmma.cuh"
