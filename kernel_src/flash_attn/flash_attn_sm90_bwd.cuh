@@ -191,6 +191,36 @@ __device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t
   fence_registers(y);
 }
 
+// One warp's 16 rows (row0 ..) of a resident tile (kTileRows rows, 128-byte swizzled chunks of
+// 64 columns) as wgmma A fragments over its kDepth columns, by ldmatrix.
+template <int kDepth, int kTileRows, typename T>
+__device__ __forceinline__ void load_a_fragments(uint32_t (&a)[kDepth / 16][4], const T* tile,
+                                                 int row0, int lane) {
+  const int m = lane / 8;
+  const int row = row0 + 8 * (m % 2) + lane % 8;
+#pragma unroll
+  for (int kk = 0; kk < kDepth / 16; ++kk) {
+    const int col = 16 * kk + 8 * (m / 2);
+    const int unit = ((col % 64) / 8) ^ (row % 8);
+    const auto* bytes = reinterpret_cast<const unsigned char*>(tile) +
+                        (col / 64) * kTileRows * 128 + row * 128 + unit * 16;
+    sm80::ldmatrix_x4(a[kk], bytes);
+  }
+}
+
+// acc = A B^T for one warpgroup, A from registers (64 rows x kDepth), B kBRows rows of a
+// K-major tile at shared address b_tile.
+template <typename T, int kDepth, int kBRows>
+__device__ __forceinline__ void issue_rs_bt(float (&acc)[kBRows / 8][4],
+                                            const uint32_t (&a)[kDepth / 16][4], uint32_t b_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kDepth / 16; ++kk) {
+    wgmma_rs_b_kmajor<T>(acc, a[kk],
+                         smem_descriptor(b_tile + (kk / 4) * kBRows * 128 + (kk % 4) * 32, 0),
+                         kk > 0);
+  }
+}
+
 // Writes one warp's 16 keys of dS^T (its dK A fragments: k-step kk holds query rows 16 kk ..
 // 16 kk + 15) into a dS tile as dS, rows x keys, K-major and 128-byte swizzled like a TMA
 // tile: one transposing store of four 8 x 8 matrices per k-step. key0 is the warp's first key
@@ -371,6 +401,19 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   if (steps > 0) mbarrier_wait(sm.resident_full, 0);
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
+  // At head dim 64 the registers have room for this warp's 16 keys of K and V as A fragments
+  // (16 each): S^T and dP^T then read only Q and dout from shared memory each step. At 128
+  // (32 each) ptxas spills and serializes the wgmmas.
+  constexpr bool kResidentInRegisters = kHeadDim <= 64;
+  constexpr int kFragSteps = kResidentInRegisters ? kHeadDim / 16 : 1;
+  uint32_t k_frags[kFragSteps][4];
+  uint32_t v_frags[kFragSteps][4];
+  if constexpr (kResidentInRegisters) {
+    if (steps > 0) {
+      load_a_fragments<kHeadDim, kKeys>(k_frags, sm.resident[0], consumer * 64 + warp * 16, lane);
+      load_a_fragments<kHeadDim, kKeys>(v_frags, sm.resident[1], consumer * 64 + warp * 16, lane);
+    }
+  }
   // kWithDq: this warpgroup's half of the head dim of dQ = dS K of a step, over all kKeys
   // keys, so it needs the other warpgroup's keys of dS too. It is issued one step late, after
   // the next step's dV and dK: waiting for the other warpgroup's dS (an mbarrier, not a
@@ -414,7 +457,19 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-    two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
+    if constexpr (kResidentInRegisters) {
+      wgmma_fence();
+      issue_rs_bt<T, kHeadDim, kRows>(st, k_frags, q_stage);
+      issue_rs_bt<T, kHeadDim, kRows>(dpt, v_frags, dout_stage);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_registers(st);
+      fence_registers(dpt);
+      fence_fragments(k_frags);
+      fence_fragments(v_frags);
+    } else {
+      two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
+    }
 
     const float* lse = sm.lse + s * kRows;
     const float* delta = sm.delta + s * kRows;

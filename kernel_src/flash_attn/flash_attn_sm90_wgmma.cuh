@@ -277,6 +277,25 @@ __device__ __forceinline__ void wgmma_ss_b_nmajor(float (&d)[8][4], uint64_t a, 
 #undef TK_WGMMA
 }
 
+template <typename T>
+__device__ __forceinline__ void wgmma_rs_b_kmajor(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+#define TK_WGMMA(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %37, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, " \
+      "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
+      : TK_WGMMA_D64 \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)))
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    TK_WGMMA("bf16");
+  } else {
+    TK_WGMMA("f16");
+  }
+#undef TK_WGMMA
+}
+
 #undef TK_WGMMA_D32
 #undef TK_WGMMA_D64
 #undef TK_WGMMA_D128

@@ -32,7 +32,8 @@ CUDA_CAPABILITIES = ("8.0", "9.0a")
 # {wgmma kind: accumulator widths}. ss and rs: S = Q K^T has one column per key of the tile (64,
 # 128 or 176), O = P V one per head-dim element (64, 128 or 256). ss_b_nmajor: the backward's
 # dQ = dS K with dS in shared memory, half the head dim (32 or 64) per consumer warpgroup.
-WGMMA_WIDTHS = {"ss": (64, 128, 176, 256), "rs": (64, 128, 256), "ss_b_nmajor": (32, 64)}
+WGMMA_WIDTHS = {"ss": (64, 128, 176, 256), "rs": (64, 128, 256), "ss_b_nmajor": (32, 64),
+                "rs_b_kmajor": (64,)}
 
 KERNEL_DIR = Path("kernel_src/flash_attn")
 WGMMA_HEADER = KERNEL_DIR / "flash_attn_sm90_wgmma.cuh"
@@ -75,7 +76,7 @@ def _wgmma_function(kind: str, width: int) -> str:
         a_param = "const uint32_t (&a)[4]"
         a_operand = "{" + ", ".join(f"%{count + i}" for i in range(4)) + "}"
         a_inputs = ", ".join(f'"r"(a[{i}])' for i in range(4))
-        tail = "p, 1, 1, 1"
+        tail = "p, 1, 1, 0" if kind == "rs_b_kmajor" else "p, 1, 1, 1"
     b_index = count + (1 if kind.startswith("ss") else 4)
     # One asm statement for both element types: the type is spliced into the instruction by
     # string-literal concatenation in a macro local to the function.

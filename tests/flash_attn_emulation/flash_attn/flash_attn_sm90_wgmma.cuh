@@ -96,8 +96,10 @@ inline void wgmma_ss_b_nmajor(float (&d)[kTiles][4], uint64_t a, uint64_t b, boo
   wgmma_from_shared<T, true>(d, a, b, accumulate);
 }
 
-template <typename T, int kTiles>
-inline void wgmma_rs(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+// A from registers, B N-major (kBNMajor) or K-major.
+template <typename T, bool kBNMajor, int kTiles>
+inline void wgmma_from_registers(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b,
+                                 bool accumulate) {
   uint64_t mine[emu::kWords] = {a[0], a[1], a[2], a[3], b};
   uint64_t all[128][emu::kWords];
   emu::exchange_warpgroup(mine, all);
@@ -108,7 +110,19 @@ inline void wgmma_rs(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b, 
     const int thread = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
     return sm80::half_of<T>(all[thread][(row % 16 >= 8) + 2 * (k >= 8)], k % 2);
   };
-  multiply(d, accumulate, a_at, [&](int k, int n) { return n_major<T>(db, k, n); });
+  multiply(d, accumulate, a_at,
+           [&](int k, int n) { return kBNMajor ? n_major<T>(db, k, n) : k_major<T>(db, n, k); });
+}
+
+template <typename T, int kTiles>
+inline void wgmma_rs(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+  wgmma_from_registers<T, true>(d, a, b, accumulate);
+}
+
+template <typename T, int kTiles>
+inline void wgmma_rs_b_kmajor(float (&d)[kTiles][4], const uint32_t (&a)[4], uint64_t b,
+                              bool accumulate) {
+  wgmma_from_registers<T, false>(d, a, b, accumulate);
 }
 
 }  // namespace tk::flash_attn::sm90
