@@ -375,6 +375,21 @@ def test_time_ms_on_cuda():
     assert 0 < t.p20_ms <= t.median_ms <= t.p80_ms
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="timing needs a CUDA device")
+def test_time_ms_leaves_host_time_out():
+    """A call that spends 2 ms on the host before a tiny kernel times as the kernel."""
+    import time
+
+    x = torch.randn(1 << 16, device="cuda")
+
+    def slow_host_call():
+        time.sleep(0.002)
+        x.mul(2.0)
+
+    t = timing.time_ms(slow_host_call, warmup_ms=5, rep_ms=20)
+    assert t.median_ms < 0.2, t
+
+
 # ----------------------------------------------------------------------------- faked device
 
 
