@@ -277,12 +277,16 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   if (r.partial_p == nullptr && r.partial_shift == nullptr && r.partial_gate == nullptr) {
     return Status::Ok();
   }
-  const dim3 reduce_block(kReduceColumns, kReduceRowGroups);
-  adaln_reduce_chunks<T>
-      <<<static_cast<unsigned>(a.batch * column_tiles), reduce_block, 0, stream>>>(r);
+  const unsigned reduce_blocks = static_cast<unsigned>(a.batch * column_tiles);
+  if (a.hidden % 4 == 0) {
+    adaln_reduce_chunks<T, 4><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
+  } else {
+    adaln_reduce_chunks<T, 1><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
+  }
   if (Status s = check_last_launch(); !s.ok() || a.dweight == nullptr) return s;
 
-  adaln_reduce_dweight<T><<<static_cast<unsigned>(column_tiles), reduce_block, 0, stream>>>(
+  const dim3 dweight_block(kReduceColumns, kReduceRowGroups);
+  adaln_reduce_dweight<T><<<static_cast<unsigned>(column_tiles), dweight_block, 0, stream>>>(
       static_cast<T*>(a.dweight), r.sample_p, a.scale_per_token ? nullptr : p.scale, a.batch,
       p.hidden);
   return check_last_launch();
