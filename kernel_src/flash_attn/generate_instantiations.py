@@ -109,18 +109,22 @@ def _wgmma_function(kind: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _accumulator_operands(width: int) -> str:
+def _accumulator_operands(width: int, narrower: int | None) -> str:
     """#define TK_WGMMA_D<width>: the "+f" operands of a 64 x width accumulator d, which every
-    form of that width names."""
-    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4)) for n in range(width // 8)]
-    lines = [f"#define TK_WGMMA_D{width}"] + [f"  {tile}" for tile in tiles]
+    form of that width names: those of the next narrower width's macro, then the rest."""
+    first_tile = 0 if narrower is None else narrower // 8
+    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4))
+             for n in range(first_tile, width // 8)]
+    head = [] if narrower is None else [f"  TK_WGMMA_D{narrower}"]
+    lines = [f"#define TK_WGMMA_D{width}"] + head + [f"  {tile}" for tile in tiles]
     return " \\\n".join(f"{line}{',' if 1 <= i < len(lines) - 1 else ''}"
                            for i, line in enumerate(lines)) + "\n"
 
 
 def wgmma_header() -> str:
     widths = sorted({w for ws in WGMMA_WIDTHS.values() for w in ws})
-    operands = "".join(_accumulator_operands(width) for width in widths)
+    operands = "".join(_accumulator_operands(width, narrower)
+                       for width, narrower in zip(widths, [None, *widths[:-1]]))
     undefs = "".join(f"#undef TK_WGMMA_D{width}\n" for width in widths)
     functions = [_wgmma_function(kind, width) for kind, widths in WGMMA_WIDTHS.items()
                  for width in widths]
