@@ -398,7 +398,13 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warp_key0 = n0 + consumer * 64 + warp * 16;
   float dk[kHeadDim / 8][4] = {};
   float dv[kHeadDim / 8][4] = {};
-  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  if (steps > 0) {
+    mbarrier_wait(sm.resident_full, 0);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kKeys>(sm.resident[t], static_cast<int>(seq.k_len) - n0, consumer);
+    }
+  }
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
   // At head dim 64 the registers have room for this warp's 16 keys of K and V as A fragments
@@ -457,6 +463,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kRows>(sm.streamed[t] + s * kRows * kHeadDim,
+                                      static_cast<int>(seq.q_len) - m0, consumer);
+    }
     if constexpr (kResidentInRegisters) {
       wgmma_fence();
       issue_rs_bt<T, kHeadDim, kRows>(st, k_frags, q_stage);
@@ -579,7 +590,14 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   sm80::load_row_stats(p, seq, warp_row0, block.h, lane, row_lse, row_delta);
 
   float dq[kHeadDim / 8][4] = {};
-  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  if (steps > 0) {
+    mbarrier_wait(sm.resident_full, 0);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kRows>(sm.resident[t], static_cast<int>(seq.q_len) - block.m0,
+                                      consumer);
+    }
+  }
   const uint32_t q_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t dout_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
   for (int step = 0; step < steps; ++step) {
@@ -591,6 +609,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float sc[kKeys / 8][4] = {};
     float dp[kKeys / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kKeys>(sm.streamed[t] + s * kKeys * kHeadDim,
+                                      static_cast<int>(seq.k_len) - j0, consumer);
+    }
     two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
     sm80::scores_to_ds<kKeys>(sc, dp, block.mask, warp_row0, j0, lane, p.scale_log2, row_lse,
