@@ -290,7 +290,7 @@ def test_load_kernel_records_variant(monkeypatch, tmp_path):
     variant_dir = tmp_path / "build" / "torch-cuda"
     variant_dir.mkdir(parents=True)
     module = types.SimpleNamespace(__file__=str(variant_dir / "__init__.py"))
-    monkeypatch.setattr(harness, "_local_kernel", lambda root: module)
+    monkeypatch.setattr(harness, "local_kernel", lambda root: module)
     got, info = harness.load_kernel(tmp_path)
     assert got is module
     assert info == {"via": "kernel_hub.get_local_kernel", "variant": "torch-cuda",
@@ -303,7 +303,7 @@ def test_load_kernel_falls_back_to_import(monkeypatch, tmp_path):
 
     fallback = types.ModuleType("transformer_kernels")
     fallback.__file__ = str(tmp_path / "site-packages" / "transformer_kernels" / "__init__.py")
-    monkeypatch.setattr(harness, "_local_kernel", broken)
+    monkeypatch.setattr(harness, "local_kernel", broken)
     monkeypatch.setitem(sys.modules, "transformer_kernels", fallback)
     got, info = harness.load_kernel(tmp_path)
     assert got is fallback
@@ -314,7 +314,7 @@ def test_load_kernel_reports_both_failures(monkeypatch, tmp_path):
     def broken(root):
         raise FileNotFoundError("no build/ directory")
 
-    monkeypatch.setattr(harness, "_local_kernel", broken)
+    monkeypatch.setattr(harness, "local_kernel", broken)
     monkeypatch.setitem(sys.modules, "transformer_kernels", None)
     got, info = harness.load_kernel(tmp_path)
     assert got is None

@@ -191,6 +191,14 @@ __device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t
   fence_registers(y);
 }
 
+// Byte offset of the 16-byte unit holding 16-bit element (row, col) of a tile of kTileRows rows
+// as TMA writes it: chunks of 64 columns, each [kTileRows][128 bytes], the unit index within a
+// row XOR'd with row % 8 (the 128-byte swizzle).
+template <int kTileRows>
+__device__ __forceinline__ int swizzled_unit(int row, int col) {
+  return (col / 64) * kTileRows * 128 + row * 128 + (((col % 64) / 8) ^ (row % 8)) * 16;
+}
+
 // One warp's 16 rows (row0 ..) of a resident tile (kTileRows rows, 128-byte swizzled chunks of
 // 64 columns) as wgmma A fragments over its kDepth columns, by ldmatrix.
 template <int kDepth, int kTileRows, typename T>
@@ -200,10 +208,8 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[kDepth / 16][4], 
   const int row = row0 + 8 * (m % 2) + lane % 8;
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {
-    const int col = 16 * kk + 8 * (m / 2);
-    const int unit = ((col % 64) / 8) ^ (row % 8);
     const auto* bytes = reinterpret_cast<const unsigned char*>(tile) +
-                        (col / 64) * kTileRows * 128 + row * 128 + unit * 16;
+                        swizzled_unit<kTileRows>(row, 16 * kk + 8 * (m / 2));
     sm80::ldmatrix_x4(a[kk], bytes);
   }
 }
@@ -232,12 +238,10 @@ __device__ __forceinline__ void store_ds(uint32_t ds_tile, const uint32_t (&dsa)
   // addresses row l % 8 of matrix l / 8 of the transposed result.
   const int m = lane / 8;
   const int key = key0 + 8 * (m % 2);
-  const uint32_t chunk = ds_tile + (key / 64) * kRows * 128;
-  const uint32_t unit = ((key % 64) / 8) ^ (lane % 8);
 #pragma unroll
   for (int kk = 0; kk < kRows / 16; ++kk) {
     const int row = 16 * kk + 8 * (m / 2) + lane % 8;
-    stmatrix_x4_trans(chunk + row * 128 + unit * 16, dsa[kk]);
+    stmatrix_x4_trans(ds_tile + swizzled_unit<kRows>(row, key), dsa[kk]);
   }
 }
 

@@ -6,7 +6,8 @@
 // columns 8n + 2t, + 1). wgmma_ss reads A (64 x 16) and B through shared-memory
 // descriptors, B K-major; wgmma_rs takes A from registers (the mma.sync A fragment of each
 // warp's 16 rows) and B N-major (transposed); wgmma_ss_b_nmajor reads both through
-// descriptors, A K-major and B N-major. accumulate = false overwrites d.
+// descriptors, A K-major and B N-major; wgmma_rs_b_kmajor takes A from registers and B
+// K-major. accumulate = false overwrites d.
 // Asynchronous: fence before, commit and wait after (flash_attn_sm90_ptx.cuh).
 #pragma once
 
