@@ -5,7 +5,7 @@
 Shapes are (batch, seqlen, heads, head_dim); ours takes [B, S, H, D], SDPA the transposed
 [B, H, S, D] views. Times are wall-clock medians (ms) of forward and of forward+backward
 (autograd, the sum of the output as the loss), after one untimed call; the thread count is
-torch's. Ours is the best CPU variant built in build/ (kernel_hub.get_local_kernel).
+torch's. Ours is the first CPU variant built in build/ (kernel_hub.get_local_kernel).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import REPO_ROOT, parse_shape, shape_str
+from benchmarks.harness import REPO_ROOT, local_kernel, parse_shape, shape_str
 
 DEFAULT_SHAPES = "1x1024x8x64,1x2048x8x128"
 # A CPU benchmark with its own printout: run_all (the GPU kernels' JSON) leaves it out.
@@ -40,11 +40,8 @@ def median_ms(fn, reps: int) -> float:
 
 
 def cpu_variant():
-    sys.path.insert(0, str(REPO_ROOT / "loader"))
-    from kernel_hub import get_local_kernel
-
     for path in sorted((REPO_ROOT / "build").glob("torch*-cpu-*")):
-        return get_local_kernel(path)
+        return local_kernel(path)
     raise SystemExit("bench_flash_attn_cpu: no CPU variant in build/ (run kernel-builder build)")
 
 

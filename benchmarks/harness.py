@@ -125,7 +125,7 @@ def load_kernel(root: Path = REPO_ROOT) -> tuple[Any, dict[str, Any]]:
     """
     errors = []
     try:
-        module = _local_kernel(root)
+        module = local_kernel(root)
         return module, _kernel_info(module, "kernel_hub.get_local_kernel")
     except Exception as exc:
         errors.append(f"kernel_hub.get_local_kernel: {type(exc).__name__}: {exc}")
@@ -137,14 +137,16 @@ def load_kernel(root: Path = REPO_ROOT) -> tuple[Any, dict[str, Any]]:
     return None, {"via": None, "variant": None, "path": None, "error": "; ".join(errors)}
 
 
-def _local_kernel(root: Path) -> Any:
+def local_kernel(path: Path) -> Any:
+    """kernel_hub.get_local_kernel(path): the best variant built under a repository, or one
+    variant directory; the loader is taken from loader/ in a checkout that never installed it."""
     try:
         kernel_hub = importlib.import_module("kernel_hub")
     except ImportError:
         # A source checkout that was never pip-installed: the loader lives in loader/.
-        sys.path.insert(0, str(root / "loader"))
+        sys.path.insert(0, str(REPO_ROOT / "loader"))
         kernel_hub = importlib.import_module("kernel_hub")
-    return kernel_hub.get_local_kernel(root)
+    return kernel_hub.get_local_kernel(path)
 
 
 def _kernel_info(module: Any, via: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_flash_attn import SHAPES, attention_flops
-from benchmarks.harness import REPO_ROOT, shape_str
+from benchmarks.harness import REPO_ROOT, local_kernel, shape_str
 from benchmarks.timing import time_ms
 
 TABLES = {"fwd": "FWD_CONFIGS", "dkdv": "DKDV_CONFIGS", "dq": "DQ_CONFIGS"}
@@ -44,9 +44,7 @@ REP_MS = 100
 
 def triton_module():
     """flash_attn_triton of the Triton variant (build/torch-cuda)."""
-    sys.path.insert(0, str(REPO_ROOT / "loader"))
-    kernel_hub = importlib.import_module("kernel_hub")
-    package = kernel_hub.get_local_kernel(REPO_ROOT / "build" / "torch-cuda")
+    package = local_kernel(REPO_ROOT / "build" / "torch-cuda")
     return importlib.import_module(package.__name__ + ".flash_attn_triton")
 
 

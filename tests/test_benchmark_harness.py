@@ -290,7 +290,7 @@ def test_load_kernel_records_variant(monkeypatch, tmp_path):
     variant_dir = tmp_path / "build" / "torch-cuda"
     variant_dir.mkdir(parents=True)
     module = types.SimpleNamespace(__file__=str(variant_dir / "__init__.py"))
-    monkeypatch.setattr(harness, "_local_kernel", lambda root: module)
+    monkeypatch.setattr(harness, "local_kernel", lambda root: module)
     got, info = harness.load_kernel(tmp_path)
     assert got is module
     assert info == {"via": "kernel_hub.get_local_kernel", "variant": "torch-cuda",
@@ -303,7 +303,7 @@ def test_load_kernel_falls_back_to_import(monkeypatch, tmp_path):
 
     fallback = types.ModuleType("transformer_kernels")
     fallback.__file__ = str(tmp_path / "site-packages" / "transformer_kernels" / "__init__.py")
-    monkeypatch.setattr(harness, "_local_kernel", broken)
+    monkeypatch.setattr(harness, "local_kernel", broken)
     monkeypatch.setitem(sys.modules, "transformer_kernels", fallback)
     got, info = harness.load_kernel(tmp_path)
     assert got is fallback
@@ -314,7 +314,7 @@ def test_load_kernel_reports_both_failures(monkeypatch, tmp_path):
     def broken(root):
         raise FileNotFoundError("no build/ directory")
 
-    monkeypatch.setattr(harness, "_local_kernel", broken)
+    monkeypatch.setattr(harness, "local_kernel", broken)
     monkeypatch.setitem(sys.modules, "transformer_kernels", None)
     got, info = harness.load_kernel(tmp_path)
     assert got is None
@@ -470,6 +470,30 @@ def test_summary_table_rows_and_ratios():
     fwd, bwd = lines[2].split(" | "), lines[3].split(" | ")
     assert fwd[2:] == ["fwd", "100 (10%)", "50 (5%)", "25 (2%) liger", "2.00x", "4.00x |"]
     assert bwd[2:] == ["bwd", "100 (10%)", "33 (3%)", "-", "3.00x", "- |"]
+
+
+def test_compare_lines_up_one_peer_of_two_runs(tmp_path, capsys):
+    from benchmarks import compare
+
+    def rec(shape, peer, time_ms, status="ok"):
+        return {"kernel": "k", "op": "op", "shape": shape, "dtype": "bf16", "direction": "fwd",
+                "peer": peer, "status": status, "time_ms": time_ms}
+
+    base = [rec("1x8", "ours", 2.0), rec("2x8", "ours", 1.0), rec("3x8", "ours", 1.0),
+            rec("1x8", "compile", 9.0)]
+    new = [rec("1x8", "ours", 1.0), rec("2x8", "ours", 2.0), rec("3x8", "ours", 1.0, "failed"),
+           rec("4x8", "ours", 1.0)]
+    paths = []
+    for name, records in (("base", base), ("new", new)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"records": records}))
+    assert compare.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # Only shapes ours passed in both runs: 1x8 (2.0 -> 1.0) and 2x8 (1.0 -> 2.0).
+    assert out[2] == "| k | op | 1x8 | fwd | bf16 | 2000.0 | 1000.0 | 2.000 |"
+    assert out[3] == "| k | op | 2x8 | fwd | bf16 | 1000.0 | 2000.0 | 0.500 |"
+    assert out[-1] == "geometric mean of base / new over 2 rows: 1.000"
+    assert compare.main([str(p) for p in paths] + ["--peer", "liger"]) == 1
 
 
 def test_summary_gives_a_second_build_of_ours_its_own_row():

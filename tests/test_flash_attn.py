@@ -537,6 +537,34 @@ def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path, sm):
     assert (grads[1][sum(lengths_k[:2]):sum(lengths_k[:3])] == 0).all()
 
 
+@pytest.mark.parametrize(("sm", "deterministic"), [(80, False), (90, False), (90, True)],
+                         ids=lambda v: _emulated_id(v))
+@pytest.mark.parametrize("head_dim", [64, 128], ids=lambda v: f"hdim{v}")
+def test_emulated_varlen_keeps_neighbour_sequences_apart(emulator, cpu_kernel, tmp_path, sm,
+                                                          deterministic, head_dim):
+    """Key and query tiles of a packed sequence run past its end into the next sequence's rows.
+    Non-finite values there (inf V, NaN dout) must not reach the first sequence's outputs or
+    gradients: 0 * inf is NaN, so masking the scores alone does not keep them out."""
+    lengths_q, lengths_k = [21, 9], [37, 30]
+    q, cu_q = _packed(lengths_q, 2, head_dim, torch.bfloat16, "cpu")
+    k, cu_k = _packed(lengths_k, 1, head_dim, torch.bfloat16, "cpu")
+    v = torch.randn_like(k)
+    dout = torch.randn_like(q)
+    v[lengths_k[0]:] = float("inf")
+    k[lengths_k[0]:] = float("nan")
+    q[lengths_q[0]:] = float("nan")
+    dout[lengths_q[0]:] = float("nan")
+    varlen = (cu_q, cu_k, max(lengths_q), max(lengths_k))
+    out, lse, grads = _run_emulated(emulator, tmp_path, [q, k, v], dout, False, (-1, -1),
+                                    varlen, sm=sm, deterministic=deterministic)
+    first = [t[:lengths_q[0]] for t in (q,)] + [t[:lengths_k[0]] for t in (k, v)]
+    first_grads = (grads[0][:lengths_q[0]], grads[1][:lengths_k[0]], grads[2][:lengths_k[0]])
+    _check_against_reference(cpu_kernel, first, out[:lengths_q[0]], lse[:, :lengths_q[0]],
+                             first_grads, dout[:lengths_q[0]], "first of two packed sequences",
+                             causal=False, window=(-1, -1), cu_seqlens_q=cu_q[:2],
+                             cu_seqlens_k=cu_k[:2])
+
+
 # ---------------------------------------------------------------- generated CUDA instantiations
 
 GENERATOR = ROOT / "kernel_src" / "flash_attn" / "generate_instantiations.py"

@@ -49,18 +49,19 @@ Status visit_dtype(DType dtype, Fn&& fn) {
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-template <typename T, size_t kShape>
+template <typename T, bool kSampleRows, size_t kShape>
 void launch_fwd_resident(const FwdParams<T>& p, cudaStream_t stream) {
-  constexpr ResidentShape s = kFwdShapes[kShape];
+  constexpr ResidentShape s = kSampleRows ? kFwdSampleShapes[kShape] : kFwdShapes[kShape];
   adaln_fwd_resident<T, s.threads_per_row, s.vecs_per_thread, s.rows_per_block,
                      s.min_blocks_per_sm>
       <<<grid_size(ceil_div(p.rows, s.rows_per_block)), s.threads_per_block(), 0, stream>>>(p);
 }
 
-template <typename T, size_t... kShapes>
+template <typename T, bool kSampleRows, size_t... kShapes>
 void launch_fwd_resident_shape(int shape, const FwdParams<T>& p, cudaStream_t stream,
                                std::index_sequence<kShapes...>) {
-  ((shape == static_cast<int>(kShapes) ? launch_fwd_resident<T, kShapes>(p, stream) : void()),
+  ((shape == static_cast<int>(kShapes) ? launch_fwd_resident<T, kSampleRows, kShapes>(p, stream)
+                                       : void()),
    ...);
 }
 
@@ -103,9 +104,13 @@ Status fwd_typed(const FwdArgs& a, cudaStream_t stream) {
                           a.hidden * elem_bytes, elem_bytes);
   const int shape =
       vec_bytes == 16 ? find_resident_shape(kFwdShapes, a.hidden / kElemsPer16Bytes<T>) : -1;
-  if (shape >= 0) {
-    launch_fwd_resident_shape<T>(shape, p, stream,
-                                 std::make_index_sequence<std::size(kFwdShapes)>{});
+  // Plain rows with per-sample scale and shift take kFwdSampleShapes (launch_config.h).
+  const bool sample_rows = !a.gated && !a.scale_per_token && !a.shift_per_token;
+  constexpr auto kShapeIndices = std::make_index_sequence<std::size(kFwdShapes)>{};
+  if (shape >= 0 && sample_rows) {
+    launch_fwd_resident_shape<T, true>(shape, p, stream, kShapeIndices);
+  } else if (shape >= 0) {
+    launch_fwd_resident_shape<T, false>(shape, p, stream, kShapeIndices);
   } else {
     launch_fwd_looped<T>(vec_bytes / elem_bytes, p, stream);
   }

@@ -130,7 +130,8 @@ Status bwd_cuda(const BwdArgs& args, void* stream);
 bool bwd_cuda_accumulates_dq(const Problem& problem, bool deterministic);
 
 // CPU (flash_attn_cpu.cpp): OpenMP over (sequence, head, block of rows) (the backward over
-// (sequence, key head) when there are enough); deterministic for any thread count. Validates cu_seqlens (values) and max_seqlen against them.
+// (sequence, key head) when there are enough); deterministic for any thread count. Validates
+// cu_seqlens (values) and max_seqlen against them.
 Status fwd_cpu(const FwdArgs& args);
 Status bwd_cpu(const BwdArgs& args);
 

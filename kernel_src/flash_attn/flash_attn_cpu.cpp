@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -288,8 +287,6 @@ bool use_threads(const Problem& p) {
   return p.seqlen_q * std::max<int64_t>(p.seqlen_k, 1) * p.heads_q >= kMinWorkForThreads;
 }
 
-
-
 // ---------------------------------------------------------------- forward
 
 template <typename T>
@@ -546,7 +543,7 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
           const float ds = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
           probs_t[j * tile_rows + r] = prob;
           ds_t[j * tile_rows + r] = ds;
-          probs[r * kBlockKeys + j] = ds;  // dS, row-major, for dQ
+          if (dq_acc != nullptr) probs[r * kBlockKeys + j] = ds;  // dS, row-major, for dQ
         }
       }
       gemm(probs_t, tile_rows, dout, D, dv, D, kBlockKeys, D, tile_rows, true);

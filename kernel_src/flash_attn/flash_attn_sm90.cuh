@@ -14,6 +14,33 @@ namespace tk::flash_attn::sm90 {
 
 using sm80::Params;
 
+// Named barriers kTailBarrier + consumer: the 128 threads of one consumer warpgroup
+// (zero_tail_rows). The forward's turn-taking uses 1 .. 3.
+inline constexpr int kTailBarrier = 4;
+
+// A TMA box reads on past the end of a packed (varlen) sequence into the next sequence's rows.
+// Masking their scores does not keep those rows out: their P or dS is 0, and 0 * inf is NaN.
+// Zeroes rows first_row .. kBoxRows - 1 of a [kHeadDim / 64][kBoxRows][64] tile of 16-bit
+// elements (whole 128-byte rows, so the swizzle inside a row does not matter) with the 128
+// threads of consumer warpgroup `consumer`, all of which call it with the same first_row once
+// the tile has landed, and makes the zeros visible to their later wgmma and ldmatrix reads.
+// Warpgroups sharing the tile each zero it before reading it: they write the same zeros.
+template <int kHeadDim, int kBoxRows, typename T>
+__device__ __forceinline__ void zero_tail_rows(T* tile, int first_row, int consumer) {
+  if (first_row >= kBoxRows) return;
+  first_row = first_row > 0 ? first_row : 0;
+  const int rows = kBoxRows - first_row;
+  const int pieces = kHeadDim / kChunkElements * rows * 8;  // 16 bytes each
+  for (int i = threadIdx.x % 128; i < pieces; i += 128) {
+    const int chunk = i / (rows * 8);
+    const int row = first_row + (i / 8) % rows;
+    reinterpret_cast<uint4*>(tile + (chunk * kBoxRows + row) * kChunkElements)[i % 8] =
+        make_uint4(0, 0, 0, 0);
+  }
+  fence_async_shared();
+  named_barrier_sync(kTailBarrier + consumer, 128);
+}
+
 // Copies rows [row, row + box rows) of one head into a tile, one 64-column chunk per copy.
 template <int kHeadDim, int kBoxRows, typename T>
 __device__ __forceinline__ void load_tile(T* tile, const CUtensorMap* map, bool rows_first,

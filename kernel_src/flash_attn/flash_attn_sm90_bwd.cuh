@@ -191,6 +191,14 @@ __device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t
   fence_registers(y);
 }
 
+// Byte offset of the 16-byte unit holding 16-bit element (row, col) of a tile of kTileRows rows
+// as TMA writes it: chunks of 64 columns, each [kTileRows][128 bytes], the unit index within a
+// row XOR'd with row % 8 (the 128-byte swizzle).
+template <int kTileRows>
+__device__ __forceinline__ int swizzled_unit(int row, int col) {
+  return (col / 64) * kTileRows * 128 + row * 128 + (((col % 64) / 8) ^ (row % 8)) * 16;
+}
+
 // One warp's 16 rows (row0 ..) of a resident tile (kTileRows rows, 128-byte swizzled chunks of
 // 64 columns) as wgmma A fragments over its kDepth columns, by ldmatrix.
 template <int kDepth, int kTileRows, typename T>
@@ -200,10 +208,8 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[kDepth / 16][4], 
   const int row = row0 + 8 * (m % 2) + lane % 8;
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {
-    const int col = 16 * kk + 8 * (m / 2);
-    const int unit = ((col % 64) / 8) ^ (row % 8);
     const auto* bytes = reinterpret_cast<const unsigned char*>(tile) +
-                        (col / 64) * kTileRows * 128 + row * 128 + unit * 16;
+                        swizzled_unit<kTileRows>(row, 16 * kk + 8 * (m / 2));
     sm80::ldmatrix_x4(a[kk], bytes);
   }
 }
@@ -232,12 +238,10 @@ __device__ __forceinline__ void store_ds(uint32_t ds_tile, const uint32_t (&dsa)
   // addresses row l % 8 of matrix l / 8 of the transposed result.
   const int m = lane / 8;
   const int key = key0 + 8 * (m % 2);
-  const uint32_t chunk = ds_tile + (key / 64) * kRows * 128;
-  const uint32_t unit = ((key % 64) / 8) ^ (lane % 8);
 #pragma unroll
   for (int kk = 0; kk < kRows / 16; ++kk) {
     const int row = 16 * kk + 8 * (m / 2) + lane % 8;
-    stmatrix_x4_trans(chunk + row * 128 + unit * 16, dsa[kk]);
+    stmatrix_x4_trans(ds_tile + swizzled_unit<kRows>(row, key), dsa[kk]);
   }
 }
 
@@ -398,7 +402,13 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warp_key0 = n0 + consumer * 64 + warp * 16;
   float dk[kHeadDim / 8][4] = {};
   float dv[kHeadDim / 8][4] = {};
-  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  if (steps > 0) {
+    mbarrier_wait(sm.resident_full, 0);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kKeys>(sm.resident[t], static_cast<int>(seq.k_len) - n0, consumer);
+    }
+  }
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
   // At head dim 64 the registers have room for this warp's 16 keys of K and V as A fragments
@@ -457,6 +467,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kRows>(sm.streamed[t] + s * kRows * kHeadDim,
+                                      static_cast<int>(seq.q_len) - m0, consumer);
+    }
     if constexpr (kResidentInRegisters) {
       wgmma_fence();
       issue_rs_bt<T, kHeadDim, kRows>(st, k_frags, q_stage);
@@ -579,7 +594,14 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   sm80::load_row_stats(p, seq, warp_row0, block.h, lane, row_lse, row_delta);
 
   float dq[kHeadDim / 8][4] = {};
-  if (steps > 0) mbarrier_wait(sm.resident_full, 0);
+  if (steps > 0) {
+    mbarrier_wait(sm.resident_full, 0);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kRows>(sm.resident[t], static_cast<int>(seq.q_len) - block.m0,
+                                      consumer);
+    }
+  }
   const uint32_t q_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t dout_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
   for (int step = 0; step < steps; ++step) {
@@ -591,6 +613,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float sc[kKeys / 8][4] = {};
     float dp[kKeys / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, kKeys>(sm.streamed[t] + s * kKeys * kHeadDim,
+                                      static_cast<int>(seq.k_len) - j0, consumer);
+    }
     two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
     sm80::scores_to_ds<kKeys>(sc, dp, block.mask, warp_row0, j0, lane, p.scale_log2, row_lse,

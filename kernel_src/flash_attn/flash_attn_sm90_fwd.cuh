@@ -270,6 +270,10 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
 
     const int last = (end_tile - 1 - first_tile) % kStages;
     mbarrier_wait(&v_full[last], ((end_tile - 1 - first_tile) / kStages) & 1);
+    // Only the last tile can run past the sequence's end; its K rows there are masked.
+    zero_tail_rows<kHeadDim, kKeys>(v_tiles + last * kKeys * kHeadDim,
+                                    static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys,
+                                    consumer);
     take_turn();
     fence_registers(o);
     wgmma_fence();

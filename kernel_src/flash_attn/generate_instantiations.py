@@ -32,8 +32,12 @@ CUDA_CAPABILITIES = ("8.0", "9.0a")
 # {wgmma kind: accumulator widths}. ss and rs: S = Q K^T has one column per key of the tile (64,
 # 128 or 176), O = P V one per head-dim element (64, 128 or 256). ss_b_nmajor: the backward's
 # dQ = dS K with dS in shared memory, half the head dim (32 or 64) per consumer warpgroup.
+# rs_b_kmajor: the head-dim-64 backward's S^T and dP^T with K and V in registers.
 WGMMA_WIDTHS = {"ss": (64, 128, 176, 256), "rs": (64, 128, 256), "ss_b_nmajor": (32, 64),
                 "rs_b_kmajor": (64,)}
+# {wgmma kind: (A from registers, B N-major)}; A read through a descriptor is K-major.
+WGMMA_OPERANDS = {"ss": (False, False), "rs": (True, True), "ss_b_nmajor": (False, True),
+                  "rs_b_kmajor": (True, False)}
 
 KERNEL_DIR = Path("kernel_src/flash_attn")
 WGMMA_HEADER = KERNEL_DIR / "flash_attn_sm90_wgmma.cuh"
@@ -63,21 +67,21 @@ def instantiation_sources() -> dict[Path, str]:
 
 
 def _wgmma_function(kind: str, width: int) -> str:
-    """d (+)= A B for one warpgroup: A 64 x 16 from a shared-memory descriptor ("ss",
-    "ss_b_nmajor") or from registers ("rs"), B 16 x width from a descriptor; K-major B for ss,
-    N-major for rs and ss_b_nmajor."""
+    """d (+)= A B for one warpgroup: A 64 x 16 from a shared-memory descriptor (K-major) or from
+    registers, B 16 x width from a descriptor, K- or N-major (WGMMA_OPERANDS[kind])."""
+    a_in_registers, b_nmajor = WGMMA_OPERANDS[kind]
     count = width // 2
-    outputs = [f"    : TK_WGMMA_D{width}"]
     registers = ",".join(f"%{i}" for i in range(count))
-    if kind.startswith("ss"):
-        a_param, a_operand, a_inputs = "uint64_t a", f"%{count}", '"l"(a)'
-        tail = "p, 1, 1, 0, 1" if kind == "ss_b_nmajor" else "p, 1, 1, 0, 0"
-    else:
+    if a_in_registers:
         a_param = "const uint32_t (&a)[4]"
         a_operand = "{" + ", ".join(f"%{count + i}" for i in range(4)) + "}"
         a_inputs = ", ".join(f'"r"(a[{i}])' for i in range(4))
-        tail = "p, 1, 1, 0" if kind == "rs_b_kmajor" else "p, 1, 1, 1"
-    b_index = count + (1 if kind.startswith("ss") else 4)
+        b_index = count + 4
+    else:
+        a_param, a_operand, a_inputs = "uint64_t a", f"%{count}", '"l"(a)'
+        b_index = count + 1
+    # scale-d predicate, scale-a, scale-b, then the transpose flags: A's only for a descriptor.
+    tail = "p, 1, 1" + ("" if a_in_registers else ", 0") + f", {int(b_nmajor)}"
     # One asm statement for both element types: the type is spliced into the instruction by
     # string-literal concatenation in a macro local to the function.
     statement = [
@@ -87,7 +91,7 @@ def _wgmma_function(kind: str, width: int) -> str:
         f'    "wgmma.mma_async.sync.aligned.m64n{width}k16.f32." TYPE "." TYPE " "',
         f'    "{{{registers}}}, "',
         f'    "{a_operand}, %{b_index}, {tail};\\n}}\\n"',
-        *outputs,
+        f"    : TK_WGMMA_D{width}",
         f'    : {a_inputs}, "l"(b), "r"(static_cast<int>(accumulate)))',
     ]
     lines = [
@@ -109,18 +113,22 @@ def _wgmma_function(kind: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _accumulator_operands(width: int) -> str:
+def _accumulator_operands(width: int, narrower: int | None) -> str:
     """#define TK_WGMMA_D<width>: the "+f" operands of a 64 x width accumulator d, which every
-    form of that width names."""
-    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4)) for n in range(width // 8)]
-    lines = [f"#define TK_WGMMA_D{width}"] + [f"  {tile}" for tile in tiles]
+    form of that width names: those of the next narrower width's macro, then the rest."""
+    first_tile = 0 if narrower is None else narrower // 8
+    tiles = [", ".join(f'"+f"(d[{n}][{e}])' for e in range(4))
+             for n in range(first_tile, width // 8)]
+    head = [] if narrower is None else [f"  TK_WGMMA_D{narrower}"]
+    lines = [f"#define TK_WGMMA_D{width}"] + head + [f"  {tile}" for tile in tiles]
     return " \\\n".join(f"{line}{',' if 1 <= i < len(lines) - 1 else ''}"
                            for i, line in enumerate(lines)) + "\n"
 
 
 def wgmma_header() -> str:
     widths = sorted({w for ws in WGMMA_WIDTHS.values() for w in ws})
-    operands = "".join(_accumulator_operands(width) for width in widths)
+    operands = "".join(_accumulator_operands(width, narrower)
+                       for width, narrower in zip(widths, [None, *widths[:-1]]))
     undefs = "".join(f"#undef TK_WGMMA_D{width}\n" for width in widths)
     functions = [_wgmma_function(kind, width) for kind, widths in WGMMA_WIDTHS.items()
                  for width in widths]
@@ -134,7 +142,8 @@ def wgmma_header() -> str:
         "// columns 8n + 2t, + 1). wgmma_ss reads A (64 x 16) and B through shared-memory\n"
         "// descriptors, B K-major; wgmma_rs takes A from registers (the mma.sync A fragment of each\n"
         "// warp's 16 rows) and B N-major (transposed); wgmma_ss_b_nmajor reads both through\n"
-        "// descriptors, A K-major and B N-major. accumulate = false overwrites d.\n"
+        "// descriptors, A K-major and B N-major; wgmma_rs_b_kmajor takes A from registers and B\n"
+        "// K-major. accumulate = false overwrites d.\n"
         "// Asynchronous: fence before, commit and wait after (flash_attn_sm90_ptx.cuh).\n"
         "#pragma once\n"
         "\n"

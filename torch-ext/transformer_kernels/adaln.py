@@ -273,6 +273,12 @@ def _save_shift_and_norm(ctx, shift, norm) -> None:
     ctx.shift_shape = shift.shape
 
 
+def _dshift_is_dy(dshift) -> bool:
+    """An empty 1-D dshift handed to adaln_bwd_out: shift is per token and its gradient, dy
+    itself, is not copied."""
+    return dshift.dim() == 1 and dshift.numel() == 0
+
+
 def _shift_grad(ctx, dy, dshift):
     """shift's gradient: dy itself when per token (the backward op returns dshift empty)."""
     return dy if ctx.shift_per_token else dshift.view(ctx.shift_shape)
@@ -378,7 +384,7 @@ def _reference_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branc
         out.copy_(full if out.dim() == 3 else full.sum(1))
 
     per_layout(dyf * xhat * w, dscale)
-    if dshift.numel() > 0 or dshift.dim() > 1:
+    if not _dshift_is_dy(dshift):
         per_layout(dyf, dshift)
     if dweight is not None:
         dweight.copy_((dn * xhat).sum((0, 1)))
@@ -426,7 +432,10 @@ def _check_bwd_out(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branc
     _check_norm(op, norm)
     _check_modulation_out(op, "scale", scale, z)
     check_out_tensor(op, "dscale", dscale, z, z.dtype, scale.shape)
-    _check_modulation_out(op, "dshift", dshift, z)
+    if _dshift_is_dy(dshift):
+        check_out_tensor(op, "dshift", dshift, z, z.dtype, dshift.shape)
+    else:
+        _check_modulation_out(op, "dshift", dshift, z)
     gated = branch is not None
     if len({gated, gate is not None, dbranch is not None, dgate is not None}) != 1:
         raise ValueError(f"{op}: branch, gate, dbranch and dgate must be given together")
@@ -450,9 +459,6 @@ def _check_x_out(op: str, name: str, x) -> None:
 def _check_modulation_out(op: str, name: str, t, x) -> None:
     """[B, D] or x's [B, S, D], contiguous, like x (what a kernel is handed)."""
     check_tensor_arg(op, name, t)
-    if name == "dshift" and t.dim() == 1 and t.numel() == 0:
-        check_out_tensor(op, name, t, x, x.dtype, t.shape)
-        return  # a per-token shift, whose gradient (dy) is not copied
     batch, _seq, hidden = x.shape
     if tuple(t.shape) not in ((batch, hidden), tuple(x.shape)):
         raise ValueError(f"{op}: {name} must have shape [{batch}, {hidden}] or {list(x.shape)}, "
