@@ -116,22 +116,6 @@ __device__ __forceinline__ int64_t modulation_row(bool per_token, int64_t row, i
   return per_token ? row : sample;
 }
 
-// Sum over the threads that share a row: the warp, or the whole (1-D) block.
-template <int kThreadsPerRow>
-__device__ __forceinline__ float row_sum(float value, BlockSumScratch& scratch) {
-  static_assert(kThreadsPerRow % kWarpSize == 0, "a row is handled by whole warps");
-  if constexpr (kThreadsPerRow == kWarpSize) {
-    return warp_sum(value);
-  } else {
-    return block_sum(value, scratch);
-  }
-}
-
-__device__ __forceinline__ float looped_row_sum(float value, int threads_per_row,
-                                                BlockSumScratch& scratch) {
-  return threads_per_row == kWarpSize ? warp_sum(value) : block_sum(value, scratch);
-}
-
 // Loads this thread's vectors of one row; vectors past the row's end read as zero.
 template <int kThreadsPerRow, int kVecsPerThread, typename T, int N>
 __device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const Vec<T, N>* row,
@@ -397,7 +381,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
       float sum = 0.0f;
 #pragma unroll
       for (int k = 0; k < kVecsPerThread; ++k) sum += sum_elements(z[k]);
-      mean = row_sum<kThreadsPerRow>(sum, scratch[parity]) * p.inv_hidden;
+      mean = row_sum(sum, kThreadsPerRow, scratch[parity]) * p.inv_hidden;
       parity ^= 1;
     }
     float squares = 0.0f;
@@ -405,7 +389,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     for (int k = 0; k < kVecsPerThread; ++k) {
       if (lane + k * kThreadsPerRow < num_vecs) squares += sum_squared_deviations(z[k], mean);
     }
-    const float total = row_sum<kThreadsPerRow>(squares, scratch[parity]);
+    const float total = row_sum(squares, kThreadsPerRow, scratch[parity]);
     parity ^= 1;
     const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
     if (lane == 0) {
@@ -462,7 +446,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_fwd_looped(FwdParams<
       }
       sum += p.layer ? sum_elements(z) : sum_squared_deviations(z, 0.0f);
     }
-    float total = looped_row_sum(sum, threads_per_row, scratch[parity]);
+    float total = row_sum(sum, threads_per_row, scratch[parity]);
     parity ^= 1;
 
     const V* z_row = gated ? z_out : x;
@@ -474,7 +458,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_fwd_looped(FwdParams<
       for (int v = lane; v < num_vecs; v += threads_per_row) {
         squares += sum_squared_deviations(z_row[v], mean);
       }
-      total = looped_row_sum(squares, threads_per_row, scratch[parity]);
+      total = row_sum(squares, threads_per_row, scratch[parity]);
       parity ^= 1;
     }
     const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
@@ -523,7 +507,7 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
     adaln_bwd_resident(BwdParams<T> p) {
   constexpr int kVec = kElemsPer16Bytes<T>;
   using V = Vec<T, kVec>;
-  __shared__ BlockSumScratch scratch[2];
+  __shared__ BlockSumsScratch<2> scratch[2];
   const int lane = threadIdx.x;
   const int num_vecs = p.hidden / kVec;
   const bool active = lane < num_vecs;
@@ -565,16 +549,21 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
       grad_sums(dy, z, scale_rows[scale_at], load_or(weight != nullptr, weight, lane, one), mean,
                 rstd, sum_g, sum_gx);
     }
-    float mean_g = 0.0f;
+    float mean_g = 0.0f, mean_gx;
     if (p.layer) {
-      mean_g = row_sum<kThreadsPerRow>(sum_g, scratch[parity]) * p.inv_hidden;
-      parity ^= 1;
+      // One barrier for both sums: the plain layer-norm backward ran 2.2%-6.6% faster than with
+      // a barrier each (H100, bf16, same-run A/B).
+      float sums[2] = {sum_g, sum_gx};
+      row_sums(sums, kThreadsPerRow, scratch[parity]);
+      mean_g = sums[0] * p.inv_hidden;
+      mean_gx = sums[1] * p.inv_hidden;
+    } else {
+      mean_gx = row_sum(sum_gx, kThreadsPerRow, scratch[parity]) * p.inv_hidden;
     }
-    const float mean_gx = row_sum<kThreadsPerRow>(sum_gx, scratch[parity]) * p.inv_hidden;
     parity ^= 1;
     if (!active) continue;
 
-    // The barrier in row_sum keeps the compiler from reusing the loads above: these re-read.
+    // The barrier in row_sums keeps the compiler from reusing the loads above: these re-read.
     const V dz = load_or(p.dz != nullptr, reinterpret_cast<const V*>(p.dz), at, zero);
     const V w = load_or(weight != nullptr, weight, lane, one);
     float dzt[kVec];
@@ -635,10 +624,10 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
     }
     float mean_g = 0.0f;
     if (p.layer) {
-      mean_g = looped_row_sum(sum_g, threads_per_row, scratch[parity]) * p.inv_hidden;
+      mean_g = row_sum(sum_g, threads_per_row, scratch[parity]) * p.inv_hidden;
       parity ^= 1;
     }
-    const float mean_gx = looped_row_sum(sum_gx, threads_per_row, scratch[parity]) * p.inv_hidden;
+    const float mean_gx = row_sum(sum_gx, threads_per_row, scratch[parity]) * p.inv_hidden;
     parity ^= 1;
 
     const V* gate = reinterpret_cast<const V*>(p.gate) +

@@ -67,9 +67,10 @@ static_assert(same_capacities(kFwdSampleShapes, kFwdShapes),
 // Backward: one vector per thread, since each thread also keeps up to three fp32 accumulator
 // vectors (per-sample dscale/dweight, dshift and dgate sums over its columns) in registers across
 // the rows of its block. threads_per_block * min_blocks_per_sm = 768 allows 80 registers per
-// thread: ptxas (sm_75, sm_80, sm_90) then spills nothing for any dtype, where 1024 threads per
-// block (64 registers) spilled 16-bit rows, so rows of more than 768 vectors take the looped
-// kernel. The 32-thread shape runs 16 blocks per SM (the sm_75 limit), which caps nothing.
+// thread: ptxas (sm_75, sm_86, sm_89, sm_90) then spills nothing for any dtype, sm_80 one
+// 4-byte value of 16-bit rows per row (since the layer-norm sums share one barrier), where 1024
+// threads per block (64 registers) spilled 16-bit rows, so rows of more than 768 vectors take the
+// looped kernel. The 32-thread shape runs 16 blocks per SM (the sm_75 limit), which caps nothing.
 inline constexpr ResidentShape kBwdShapes[] = {
     {32, 1, 1, 16},    // hidden <= 256
     {64, 1, 1, 12},    // <= 512

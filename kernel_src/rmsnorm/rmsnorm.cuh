@@ -46,22 +46,6 @@ struct BwdParams {
   float inv_hidden;
 };
 
-// Sum over the threads that share a row: the warp, or the whole (1-D) block.
-template <int kThreadsPerRow>
-__device__ __forceinline__ float row_sum(float value, BlockSumScratch& scratch) {
-  static_assert(kThreadsPerRow % kWarpSize == 0, "a row is handled by whole warps");
-  if constexpr (kThreadsPerRow == kWarpSize) {
-    return warp_sum(value);
-  } else {
-    return block_sum(value, scratch);
-  }
-}
-
-__device__ __forceinline__ float looped_row_sum(float value, int threads_per_row,
-                                                BlockSumScratch& scratch) {
-  return threads_per_row == kWarpSize ? warp_sum(value) : block_sum(value, scratch);
-}
-
 // Loads this thread's vectors of one row; vectors past the row's end read as zero.
 template <int kThreadsPerRow, int kVecsPerThread, typename T, int N>
 __device__ __forceinline__ void load_row(Vec<T, N> (&out)[kVecsPerThread], const Vec<T, N>* row,
@@ -238,7 +222,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     float squares = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) squares += sum_of_squares(z[k]);
-    const float total = row_sum<kThreadsPerRow>(squares, scratch[parity]);
+    const float total = row_sum(squares, kThreadsPerRow, scratch[parity]);
     parity ^= 1;
     const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
     if (lane == 0) p.rstd[row] = rstd;
@@ -279,7 +263,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads)
       }
       squares += sum_of_squares(z);
     }
-    const float total = looped_row_sum(squares, threads_per_row, scratch[parity]);
+    const float total = row_sum(squares, threads_per_row, scratch[parity]);
     parity ^= 1;
     const float rstd = rsqrtf(total * p.inv_hidden + p.eps);
     if (lane == 0) p.rstd[row] = rstd;
@@ -347,7 +331,7 @@ __global__ void __launch_bounds__(kThreadsPerRow* kRowsPerBlock, kMinBlocksPerSm
     float dot = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) dot += grad_dot(dy[k], z[k], weight[k]);
-    const float total = row_sum<kThreadsPerRow>(dot, scratch[parity]);
+    const float total = row_sum(dot, kThreadsPerRow, scratch[parity]);
     parity ^= 1;
     const float coef = total * rstd * rstd * p.inv_hidden;
 
@@ -415,7 +399,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads)
       const V w = weight != nullptr ? weight[v] : filled<T, kVecElems>(1.0f);
       dot += grad_dot(dy[v], z[v], w);
     }
-    const float total = looped_row_sum(dot, threads_per_row, scratch[parity]);
+    const float total = row_sum(dot, threads_per_row, scratch[parity]);
     parity ^= 1;
     const float coef = total * rstd * rstd * p.inv_hidden;
 
