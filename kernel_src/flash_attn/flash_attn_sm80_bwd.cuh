@@ -80,7 +80,7 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kKeys / 8][4],
       const int i = row0 + lane / 4 + 8 * (e / 2);
       const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
       const bool allowed = !check || mask.allowed(i, j);
-      const float prob = allowed ? exp2f(s[n][e] * scale_log2 - row_lse[e / 2]) : 0.0f;
+      const float prob = allowed ? exp2_ftz(s[n][e] * scale_log2 - row_lse[e / 2]) : 0.0f;
       s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
     }
   }
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(kThreads) bwd_dk_dv_kernel(const Params p) {
         const int r = n * 8 + 2 * (lane % 4) + (e & 1);
         const int j = warp_key0 + lane / 4 + 8 * (e / 2);
         const bool allowed = !check || mask.allowed(m0 + r, j);
-        const float prob = allowed ? exp2f(s[n][e] * p.scale_log2 - lse_s[r]) : 0.0f;
+        const float prob = allowed ? exp2_ftz(s[n][e] * p.scale_log2 - lse_s[r]) : 0.0f;
         s[n][e] = prob;
         dp[n][e] = prob * (dp[n][e] - delta_s[r]);
       }

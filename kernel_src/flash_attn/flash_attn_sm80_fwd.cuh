@@ -1,9 +1,9 @@
 // The sm_80 FlashAttention forward (FlashAttention-2): one block per (64 query rows, query
 // head, sequence), 4 warps of 16 rows. The block's Q tile stays in shared memory; K and V tiles
 // stream through two cp.async stages, so the copy of tile t + 1 overlaps the math of tile t.
-// Per tile a warp computes S = Q K^T (fp32), the online softmax in the log2 domain (exp2f), and
-// O += P V with P rounded to the input type. Key tiles that no row of the block may see are
-// never loaded. Framework-free: CUDA headers only.
+// Per tile a warp computes S = Q K^T (fp32), the online softmax in the log2 domain
+// (exp2_ftz), and O += P V with P rounded to the input type. Key tiles that no row of the block
+// may see are never loaded. Framework-free: CUDA headers only.
 #pragma once
 
 #include "flash_attn/flash_attn_sm80.cuh"
@@ -39,13 +39,13 @@ __device__ __forceinline__ void online_softmax(float (&s)[kKeys / 8][4],
     // -inf while every key seen so far is masked for the row: subtract 0 instead, so that the
     // masked scores give exp2(-inf) = 0 rather than NaN.
     const float base = new_max == -INFINITY ? 0.0f : new_max;
-    const float rescale = exp2f(row_max[half] - base);
+    const float rescale = exp2_ftz(row_max[half] - base);
     row_max[half] = new_max;
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < kKeys / 8; ++n) {
-      s[n][2 * half] = exp2f(s[n][2 * half] - base);
-      s[n][2 * half + 1] = exp2f(s[n][2 * half + 1] - base);
+      s[n][2 * half] = exp2_ftz(s[n][2 * half] - base);
+      s[n][2 * half + 1] = exp2_ftz(s[n][2 * half + 1] - base);
       sum += s[n][2 * half] + s[n][2 * half + 1];
     }
     row_sum[half] = row_sum[half] * rescale + sum;

@@ -1,7 +1,7 @@
 // The sm_80 instructions the FlashAttention kernels are built from, as inline PTX: 16-byte
 // cp.async (global -> shared, zero-filling rows past the end), ldmatrix (shared -> the
-// register fragments of mma), and mma.sync m16n8k16 with fp32 accumulators. All exist on sm_80
-// and later (sm_90 included). Framework-free: CUDA headers only.
+// register fragments of mma), mma.sync m16n8k16 with fp32 accumulators, and ex2.approx. All
+// exist on sm_80 and later (sm_90 included). Framework-free: CUDA headers only.
 //
 // Fragment layout of mma.m16n8k16 (lane = 4 * g + t, g = lane / 4, t = lane % 4):
 //   A (16 x 16, row-major): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
@@ -75,6 +75,17 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+}
+
+// 2^x as one MUFU.EX2, results below 2^-126 flushed to 0 (softmax probabilities: exp2(-inf) is
+// still 0). exp2f compiles to that plus a range test and two predicated multiplies that keep the
+// subnormal results: three more instructions per score, in a loop where the issue slots are the
+// limit (sm_90a forward at head dim 128: 12.7 instructions per score, 48% of issue slots busy
+// and the tensor pipe at 62%, H100, Nsight Compute).
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // Two floats rounded to T (nearest even) in one 32-bit word, the first in the low half.

@@ -500,7 +500,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
         const bool allowed = !check || mask.allowed(m0 + r + (e & 1), j);
         const float row_lse = (e & 1) ? lse2.y : lse2.x;
         const float row_delta = (e & 1) ? delta2.y : delta2.x;
-        const float prob = allowed ? exp2f(st[n][e] * p.scale_log2 - row_lse) : 0.0f;
+        const float prob = allowed ? sm80::exp2_ftz(st[n][e] * p.scale_log2 - row_lse) : 0.0f;
         st[n][e] = prob;
         dpt[n][e] = prob * (dpt[n][e] - row_delta);
       }

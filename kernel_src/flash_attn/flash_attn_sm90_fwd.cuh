@@ -88,13 +88,13 @@ __device__ __forceinline__ void online_softmax(float (&s)[kKeys / 8][4], float (
     // -inf while every key seen so far is masked for the row: subtract 0 instead, so that the
     // masked scores give exp2(-inf) = 0 rather than NaN.
     const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
-    rescale[half] = exp2f(row_max[half] * scale_log2 - base);
+    rescale[half] = sm80::exp2_ftz(row_max[half] * scale_log2 - base);
     row_max[half] = new_max;
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < kKeys / 8; ++n) {
-      s[n][2 * half] = exp2f(fmaf(s[n][2 * half], scale_log2, -base));
-      s[n][2 * half + 1] = exp2f(fmaf(s[n][2 * half + 1], scale_log2, -base));
+      s[n][2 * half] = sm80::exp2_ftz(fmaf(s[n][2 * half], scale_log2, -base));
+      s[n][2 * half + 1] = sm80::exp2_ftz(fmaf(s[n][2 * half + 1], scale_log2, -base));
       sum += s[n][2 * half] + s[n][2 * half + 1];
     }
     row_sum[half] = row_sum[half] * rescale[half] + sum;
