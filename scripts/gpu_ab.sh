@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # An A/B of two builds in one device-machine command: the tree as it is ("new") against the same
-# tree with the files under BASE_DIR copied over it ("base"; the same relative paths). Builds and
-# benchmarks new, copies base in, rebuilds (ninja recompiles only what changed) and benchmarks
-# it, then prints `benchmarks.compare` for each peer in TK_AB_PEERS (default: ours). Both runs
+# tree with the files under BASE_DIR copied over it ("base"; the same relative paths). Copies
+# base in, builds and benchmarks it, puts the tree's own files back, rebuilds (ninja recompiles
+# only what changed) and benchmarks that, then prints `benchmarks.compare` for each peer in
+# TK_AB_PEERS (default: ours). Both runs
 # share the GPU, host and driver; two runs of the same code on two H100 machines of one day
 # differed by 4% (benchmarks/README.md).
 #
@@ -12,7 +13,7 @@
 #        bash scripts/gpu_ab.sh ab bench_adaln --dtype bf16 --direction both      (device)
 #
 # Writes $OUT/ab-new/<gpu>.json, $OUT/ab-base/<gpu>.json, $OUT/ab.txt and the build logs; the
-# tree is left with the base files in it. Wheels in .whl/ are installed first, as in
+# tree and its build are left as the tree's own files make them. Wheels in .whl/ are installed first, as in
 # gpu_session.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,11 +52,23 @@ bench() {
   echo "benchmarked $name (${SECONDS}s)"
 }
 
-build new
-bench new "$@"
-(cd "$BASE_DIR" && find . -type f) | while read -r path; do cp "$BASE_DIR/$path" "$path"; done
+# Base first, new last: the tree, and the build outputs in it, end as they came. A later device
+# call copies the tree over with the files' original times, older than a base build made here,
+# so ninja would keep the base objects (session 7 benchmarked a stale build that way).
+SAVED=$(mktemp -d)
+(cd "$BASE_DIR" && find . -type f) > "$SAVED/paths"
+while read -r path; do
+  mkdir -p "$SAVED/tree/$(dirname "$path")"
+  cp -p "$path" "$SAVED/tree/$path"
+  cp "$BASE_DIR/$path" "$path"
+done < "$SAVED/paths"
 build base
 bench base "$@"
+# cp without -p: the restored files are newer than the base objects, so ninja rebuilds them.
+while read -r path; do cp "$SAVED/tree/$path" "$path"; done < "$SAVED/paths"
+rm -rf "$SAVED"
+build new
+bench new "$@"
 : > "$OUT/ab.txt"
 for peer in ${PEERS//,/ }; do
   echo "## $peer: base / new (above 1: new is faster)" | tee -a "$OUT/ab.txt"

@@ -46,7 +46,9 @@ def test_gpu_ab_swaps_in_the_base_files_and_compares(tmp_path):
                              "--dtype", "bf16"], cwd=tmp_path, capture_output=True, text=True,
                             env={"PATH": os.environ["PATH"], "OUT": str(out)}, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tree / "kernel_src" / "speed.txt").read_text() == "2.0"
+    # The tree ends as it came (a later build must not keep the base objects).
+    assert (tree / "kernel_src" / "speed.txt").read_text() == "1.0"
+    assert result.stdout.index("benchmarked base") < result.stdout.index("benchmarked new")
     new = json.loads((out / "ab-new" / "gpu.json").read_text())["records"][0]
     base = json.loads((out / "ab-base" / "gpu.json").read_text())["records"][0]
     assert (new["time_ms"], base["time_ms"], new["dtype"]) == (1.0, 2.0, "bf16")
