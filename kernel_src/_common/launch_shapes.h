@@ -26,6 +26,22 @@ struct ResidentShape {
   }
 };
 
+// Every shape of a table is one the resident kernels can run: whole warps per row (their row
+// sums use warp shuffles and block_sums), one row per block unless a row is one warp, at most
+// 1024 threads per block, and capacities that grow along the table (the first fit is the
+// smallest).
+template <int64_t kCount>
+constexpr bool valid_resident_shapes(const ResidentShape (&table)[kCount]) {
+  for (int64_t i = 0; i < kCount; ++i) {
+    const ResidentShape& s = table[i];
+    if (s.threads_per_row <= 0 || s.threads_per_row % 32 != 0) return false;
+    if (s.rows_per_block != 1 && s.threads_per_row != 32) return false;
+    if (s.threads_per_block() > 1024 || s.vecs_per_thread <= 0) return false;
+    if (i > 0 && table[i].capacity_vecs() <= table[i - 1].capacity_vecs()) return false;
+  }
+  return true;
+}
+
 // Index of the first shape that holds num_vecs vectors, or -1 when none does.
 template <int64_t kCount>
 constexpr int find_resident_shape(const ResidentShape (&table)[kCount], int64_t num_vecs) {

@@ -90,4 +90,8 @@ constexpr int64_t bwd_chunks_per_sample(int64_t batch, int64_t seq, int blocks_p
   return std::clamp<int64_t>((target + batch - 1) / batch, 1, seq);
 }
 
+static_assert(valid_resident_shapes(kFwdShapes), "see valid_resident_shapes");
+static_assert(valid_resident_shapes(kFwdSampleShapes), "see valid_resident_shapes");
+static_assert(valid_resident_shapes(kBwdShapes), "see valid_resident_shapes");
+
 }  // namespace tk::adaln

@@ -56,4 +56,7 @@ constexpr int64_t bwd_grid_blocks(int64_t rows, int rows_per_block, int blocks_p
   return std::min<int64_t>(needed, static_cast<int64_t>(blocks_per_sm) * multiprocessors);
 }
 
+static_assert(valid_resident_shapes(kFwdShapes), "see valid_resident_shapes");
+static_assert(valid_resident_shapes(kBwdShapes), "see valid_resident_shapes");
+
 }  // namespace tk::rmsnorm
