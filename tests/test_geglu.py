@@ -103,6 +103,10 @@ def test_geglu_forward_and_backward_match_reference(backend, dtype, activation, 
         )
 
 
+# GELU-tanh is x * sigmoid(2u) = x / (1 + exp(-2u)): for x below about -10, exp(-2u) overflows to
+# inf and the quotient is the intended 0. The Triton interpreter computes exp with numpy, which
+# warns about that overflow; the values are checked as usual.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 @pytest.mark.parametrize("approximate", list(APPROXIMATIONS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_gelu_forward_and_backward_match_reference(backend, dtype, approximate):
