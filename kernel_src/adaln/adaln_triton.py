@@ -470,14 +470,13 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
               weight, mean, rstd, layer: bool) -> None:
     """Writes dx, dscale, dshift (and dweight, dbranch, dgate when given) from dy, z, mean, rstd.
 
-    dscale's shape follows scale's, dshift's says whether shift was per token (an empty dshift:
-    per token, and its gradient, dy itself, is not copied), dgate's gate's.
+    dscale's shape follows scale's, dshift's says whether shift was per token (None: per
+    token, and its gradient, dy itself, is not copied), dgate's gate's.
     """
     batch, seq, hidden = z.shape
     gated = branch is not None
     scale_per_token = _per_token(scale)
-    dshift_is_dy = dshift.dim() == 1 and dshift.numel() == 0
-    shift_per_token = dshift_is_dy or _per_token(dshift)
+    shift_per_token = dshift is None or _per_token(dshift)
     gate_per_token = gated and _per_token(gate)
     want_p = not scale_per_token or dweight is not None
     if batch * seq == 0:
@@ -497,7 +496,8 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
     p_part, shift_part = partials(want_p), partials(not shift_per_token)
     gate_part = partials(gated and not gate_per_token)
     pointers = (
-        dx, dscale, dshift, dbranch if gated else dx, dgate if gated else dx,
+        dx, dscale, dshift if dshift is not None else dx, dbranch if gated else dx,
+        dgate if gated else dx,
         p_part, shift_part, gate_part,
         dy, dz if dz is not None else dy, z, branch if gated else z, gate if gated else z,
         scale, weight if weight is not None else z, mean, rstd,
@@ -505,7 +505,7 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
     flags = dict(
         LAYER=layer, HAS_WEIGHT=weight is not None, HAS_DZ=dz is not None, GATED=gated,
         SCALE_PER_TOKEN=scale_per_token, SHIFT_PER_TOKEN=shift_per_token,
-        GATE_PER_TOKEN=gate_per_token, WANT_P=want_p, STORE_DSHIFT=not dshift_is_dy,
+        GATE_PER_TOKEN=gate_per_token, WANT_P=want_p, STORE_DSHIFT=dshift is not None,
     )
     block = _fused_block(hidden, MAX_FUSED_BWD_COLS)
     if block is not None:
@@ -527,7 +527,8 @@ def adaln_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, ga
                            device=z.device)
     column_tiles = triton.cdiv(hidden, SUM_BLOCK_COLS)
     _adaln_sum_chunks_kernel[(batch * column_tiles,)](
-        dscale, dshift, dgate if gated else dscale, sample_p, p_part, shift_part, gate_part,
+        dscale, dshift if has_shift else dscale, dgate if gated else dscale, sample_p, p_part,
+        shift_part, gate_part,
         weight if weight is not None else z, chunks, hidden, column_tiles,
         BLOCK_ROWS=SUM_BLOCK_ROWS, BLOCK_COLS=SUM_BLOCK_COLS, HAS_P=want_p, HAS_SHIFT=has_shift,
         HAS_GATE=has_gate, SCALE_PER_SAMPLE=not scale_per_token, HAS_WEIGHT=weight is not None,

@@ -384,7 +384,7 @@ def _reference_bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branc
         out.copy_(full if out.dim() == 3 else full.sum(1))
 
     per_layout(dyf * xhat * w, dscale)
-    if not _dshift_is_dy(dshift):
+    if dshift is not None:
         per_layout(dyf, dshift)
     if dweight is not None:
         dweight.copy_((dn * xhat).sum((0, 1)))
@@ -475,8 +475,9 @@ def _register_python_backend(dispatch_key: str, fwd, bwd) -> None:
                 weight, mean, rstd, norm):
         _check_bwd_out(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, gate,
                        scale, weight, mean, rstd, norm)
-        bwd(dx, dscale, dshift, dweight, dbranch, dgate, dy, dz, z, branch, gate, scale, weight,
-            mean, rstd, norm == "layer")
+        # The backends take None for the op's empty dshift (per-token shift, dy not copied).
+        bwd(dx, dscale, None if _dshift_is_dy(dshift) else dshift, dweight, dbranch, dgate, dy,
+            dz, z, branch, gate, scale, weight, mean, rstd, norm == "layer")
 
     torch.library.impl(add_op_namespace_prefix("adaln_fwd_out"), dispatch_key)(fwd_out)
     torch.library.impl(add_op_namespace_prefix("adaln_bwd_out"), dispatch_key)(bwd_out)
