@@ -94,6 +94,13 @@ __device__ __forceinline__ void fence_fragments(uint32_t (&pa)[kSteps][4]) {
   }
 }
 
+// Descriptor of k-step kk (16 columns) of a K-major tile of kTileRows rows at shared address
+// `rows`: chunk kk / 4 (64 columns, kTileRows x 128 bytes), 32 (kk % 4) bytes into its rows.
+template <int kTileRows>
+__device__ __forceinline__ uint64_t kmajor_step(uint32_t rows, int kk) {
+  return smem_descriptor(rows + (kk / 4) * kTileRows * 128 + (kk % 4) * 32, 0);
+}
+
 // acc = A B^T for one warpgroup (both K-major in shared memory, kDepth columns): A is 64 rows of
 // a tile of kARows rows starting at shared address `a_rows`, B all kBRows rows of a tile.
 template <typename T, int kDepth, int kARows, int kBRows>
@@ -101,11 +108,7 @@ __device__ __forceinline__ void issue_a_bt(float (&acc)[kBRows / 8][4], uint32_t
                                            uint32_t b_tile) {
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {
-    // k-step kk: chunk kk / 4, bytes 32 (kk % 4) into its 128-byte rows.
-    const uint32_t chunk = kk / 4;
-    const uint32_t within = (kk % 4) * 32;
-    wgmma_ss<T>(acc, smem_descriptor(a_rows + chunk * kARows * 128 + within, 0),
-                smem_descriptor(b_tile + chunk * kBRows * 128 + within, 0), kk > 0);
+    wgmma_ss<T>(acc, kmajor_step<kARows>(a_rows, kk), kmajor_step<kBRows>(b_tile, kk), kk > 0);
   }
 }
 

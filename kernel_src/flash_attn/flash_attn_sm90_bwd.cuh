@@ -221,9 +221,7 @@ __device__ __forceinline__ void issue_rs_bt(float (&acc)[kBRows / 8][4],
                                             const uint32_t (&a)[kDepth / 16][4], uint32_t b_tile) {
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {
-    wgmma_rs_b_kmajor<T>(acc, a[kk],
-                         smem_descriptor(b_tile + (kk / 4) * kBRows * 128 + (kk % 4) * 32, 0),
-                         kk > 0);
+    wgmma_rs_b_kmajor<T>(acc, a[kk], kmajor_step<kBRows>(b_tile, kk), kk > 0);
   }
 }
 
@@ -254,7 +252,7 @@ __device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t 
   static_assert(kCols <= 64, "one chunk of K");
 #pragma unroll
   for (int kk = 0; kk < kKeys / 16; ++kk) {
-    wgmma_ss_b_nmajor<T>(acc, smem_descriptor(ds_tile + (kk / 4) * kRows * 128 + (kk % 4) * 32, 0),
+    wgmma_ss_b_nmajor<T>(acc, kmajor_step<kRows>(ds_tile, kk),
                          smem_descriptor(k_cols + kk * 16 * 128, 0), kk > 0);
   }
 }
