@@ -50,17 +50,23 @@ __device__ __forceinline__ float lse_log2(float lse) {
   return lse == -INFINITY ? INFINITY : lse * kLog2e;
 }
 
-// lse (log2 domain) and delta of this thread's two rows of a warp's 16 (row0 + g, + 8); rows
-// past the sequence get +inf and 0, so their probabilities and dS are 0.
+// lse (log2 domain) and delta of query row i of head h; a row past the sequence gets +inf and
+// 0, so its probabilities and dS are 0.
+__device__ __forceinline__ void row_stats(const Params& p, const Sequence& seq, int i, int h,
+                                          float& lse, float& delta) {
+  const bool inside = i < seq.q_len;
+  const int64_t index = lse_index(p, seq, inside ? i : 0, h);
+  lse = inside ? lse_log2(p.lse[index]) : INFINITY;
+  delta = inside ? p.delta[index] : 0.0f;
+}
+
+// row_stats of this thread's two rows of a warp's 16 (row0 + g, + 8).
 __device__ __forceinline__ void load_row_stats(const Params& p, const Sequence& seq, int row0,
                                                int h, int lane, float (&row_lse)[2],
                                                float (&row_delta)[2]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int i = row0 + lane / 4 + 8 * half;
-    const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
-    row_lse[half] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
-    row_delta[half] = i < seq.q_len ? p.delta[index] : 0.0f;
+    row_stats(p, seq, row0 + lane / 4 + 8 * half, h, row_lse[half], row_delta[half]);
   }
 }
 
@@ -164,10 +170,8 @@ __global__ void __launch_bounds__(kThreads) bwd_dk_dv_kernel(const Params p) {
         dout + strided_row(seq, p.dout_batch, p.dout_row, p.dout_head, seq.q_start, m0, h),
         p.dout_row, seq.q_len - m0, dout);
     if (threadIdx.x < kRows) {
-      const int i = m0 + threadIdx.x;
-      const int64_t index = lse_index(p, seq, i < seq.q_len ? i : 0, h);
-      lse_tiles[stage * kRows + threadIdx.x] = i < seq.q_len ? lse_log2(p.lse[index]) : INFINITY;
-      delta_tiles[stage * kRows + threadIdx.x] = i < seq.q_len ? p.delta[index] : 0.0f;
+      row_stats(p, seq, m0 + threadIdx.x, h, lse_tiles[stage * kRows + threadIdx.x],
+                delta_tiles[stage * kRows + threadIdx.x]);
     }
   };
 

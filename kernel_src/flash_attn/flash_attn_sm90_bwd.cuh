@@ -382,10 +382,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     };
     const auto stage_rows = [&](int step, int s, int lane) {
       for (int r = lane; r < kRows; r += 32) {
-        const int i = step_row0(step) + r;
-        const int64_t index = sm80::lse_index(p, seq, i < seq.q_len ? i : 0, step_head(step));
-        sm.lse[s * kRows + r] = i < seq.q_len ? sm80::lse_log2(p.lse[index]) : INFINITY;
-        sm.delta[s * kRows + r] = i < seq.q_len ? p.delta[index] : 0.0f;
+        sm80::row_stats(p, seq, step_row0(step) + r, step_head(step), sm.lse[s * kRows + r],
+                        sm.delta[s * kRows + r]);
       }
     };
     produce_bwd<T, kHeadDim>(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
