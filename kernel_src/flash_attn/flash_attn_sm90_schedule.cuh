@@ -6,6 +6,11 @@
 // No launch syntax here, so a host compiler reads it too.
 #pragma once
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "_common/cuda_check.cuh"
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_schedule.cuh"
 #include "flash_attn/flash_attn_sm90_bwd.cuh"
@@ -14,8 +19,20 @@
 
 namespace tk::flash_attn::sm90 {
 
+// Blocks of the forward grid. Without a mask and with one length for every sequence each query
+// block costs the same, so one block per multiprocessor walks items blockIdx.x, + gridDim.x, ...
+// (persistent): its producer loads the next item's Q and K while the consumers finish the
+// current one, where a grid of one block per item paid that latency and the O store once per
+// block. Masked or packed items differ in cost and keep one block each, which the hardware
+// hands to whichever multiprocessor frees first.
+inline int fwd_blocks(const Params& p, int items, int multiprocessors) {
+  const bool equal_items = p.cu_seqlens_q == nullptr && p.window_left >= sm80::kUnbounded &&
+                           p.window_right >= sm80::kUnbounded;
+  return equal_items ? std::min(items, multiprocessors) : items;
+}
+
 template <class Launcher, typename T, int kHeadDim, int kKeys>
-Status schedule_fwd_tiles(const Params& p, cudaStream_t stream) {
+Status schedule_fwd_tiles(const Params& p, int multiprocessors, cudaStream_t stream) {
   using Shape = FwdShape<kHeadDim, kKeys>;
   FwdParams fp;
   fp.base = p;
@@ -36,20 +53,28 @@ Status schedule_fwd_tiles(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
+  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p);
+  fp.row_tiles = static_cast<int>(tiles.x);
+  const int64_t items = static_cast<int64_t>(tiles.x) * tiles.y * tiles.z;
+  if (items > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
+  fp.items = static_cast<int>(items);
   return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes,
-                          sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p),
-                          Shape::kThreads, fp, stream);
+                          dim3(fwd_blocks(p, fp.items, multiprocessors)), Shape::kThreads, fp,
+                          stream);
 }
 
 // Head dim 128 without a mask (no causal, no window) takes the wide key tiles.
 template <class Launcher, typename T, int kHeadDim>
 Status schedule_fwd(const Params& p, cudaStream_t stream) {
+  int multiprocessors = 0;
+  if (Status s = current_multiprocessor_count(&multiprocessors); !s.ok()) return s;
   if constexpr (kHeadDim == 128) {
     if (p.window_left >= sm80::kUnbounded && p.window_right >= sm80::kUnbounded) {
-      return schedule_fwd_tiles<Launcher, T, kHeadDim, kWideKeys>(p, stream);
+      return schedule_fwd_tiles<Launcher, T, kHeadDim, kWideKeys>(p, multiprocessors, stream);
     }
   }
-  return schedule_fwd_tiles<Launcher, T, kHeadDim, kDefaultKeys<kHeadDim>>(p, stream);
+  return schedule_fwd_tiles<Launcher, T, kHeadDim, kDefaultKeys<kHeadDim>>(p, multiprocessors,
+                                                                            stream);
 }
 
 template <class Launcher, typename T, int kHeadDim>
