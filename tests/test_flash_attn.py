@@ -429,11 +429,14 @@ EMULATED_CASES = [
 # separate dq kernel).
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
-    # No mask: a persistent forward grid, one block per (emulated: two) multiprocessor, here
-    # with three items (block 0 takes two, its second starting on a later key stage).
+    # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three
+    # query blocks (block 0 takes two, its second starting on a later key stage).
     (3, 50, 90, 1, 1, 64, False, (-1, -1), torch.bfloat16),
     # No mask at head dim 128: the 176-key tiles, the last one partial; four items.
     (1, 130, 390, 2, 1, 128, False, (-1, -1), torch.bfloat16),
+    # Causal, three row tiles per head: units pair row tiles 2 and 0, and 1 is alone (its pair
+    # skipped); four units over two blocks.
+    (1, 300, 300, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 200, 150, 2, 2, 128, False, (8, 4), torch.float16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 40, 17, 2, 2, 256, True, (-1, -1), torch.float16),

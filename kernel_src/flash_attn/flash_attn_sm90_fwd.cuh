@@ -1,11 +1,12 @@
 // The sm_90a FlashAttention forward: warpgroup MMA (wgmma) fed by the tensor memory accelerator
-// (TMA), with producer/consumer warp specialization. A work item is one query block (kRows rows
-// of one query head and sequence); a block walks items blockIdx.x, + gridDim.x, ... (one item
-// each, or persistent: flash_attn_sm90_schedule.cuh). Warpgroups:
+// (TMA), with producer/consumer warp specialization. A query block is kRows rows of one query
+// head and sequence; a block walks work units of one or two query blocks (unit_block), one unit
+// per block or, persistent, units blockIdx.x, + gridDim.x, ... (flash_attn_sm90_schedule.cuh).
+// Warpgroups:
 //   warpgroup 0, the producer: one thread issues the TMA copies of the Q tile and of the K and V
 //     tiles through kStages shared-memory stages, each stage guarded by a "full" mbarrier (the
 //     copy landed) and an "empty" one (both consumers are done with it); it keeps 24 registers.
-//     It runs ahead across items: the next item's Q once the consumers' last Q K^T of the
+//     It runs ahead across query blocks: the next one's Q once the consumers' last Q K^T of the
 //     current one is done, its K and V as stages free.
 //   warpgroups 1.., the consumers: 64 query rows each, the rest of the registers. Per key
 //     tile j: S_j = Q K_j^T (wgmma, both operands in shared memory) is issued together with
@@ -32,8 +33,12 @@ struct FwdParams {
   CUtensorMap k_map;
   CUtensorMap v_map;
   Params base;
-  int row_tiles;  // query row tiles of the longest sequence
-  int items;      // row_tiles * heads_q * sequences: the work items, one query block each
+  // Work units (unit_block): `units` of `unit_items` query blocks each (1, or 2 for paired
+  // row tiles), `unit_tiles` units per (query head, sequence), of `row_tiles` row tiles.
+  int row_tiles;
+  int unit_tiles;
+  int unit_items;
+  int units;
   bool q_rows_first;
   bool k_rows_first;
   bool v_rows_first;
@@ -117,17 +122,34 @@ __device__ __forceinline__ void scale_rows(float (&o)[kTiles][4], const float (&
   }
 }
 
-// The query block of work item `item`. Items are numbered as the blocks of a grid of (row tiles,
-// query heads, sequences) would be, row tiles fastest, so blocks running at once read the same
-// K and V. Causal (or right-windowed) rows see more keys the later they are: those items run the
-// longest row tiles first.
+// Query block `member` of work unit `unit`. Units are numbered as the blocks of a grid of (units
+// per head, query heads, sequences) would be, fastest first, so blocks at work together read the
+// same K and V. With unit_items 1 a unit is one row tile; causal (or right-windowed) rows see more
+// keys the later they are, and those run the longest row tiles first (the one-block-per-unit grid
+// of packed sequences hands them out in that order). With unit_items 2 (a mask, persistent grid)
+// unit j pairs the row tile with the j-th most keys with the one with the j-th fewest: causal
+// row tiles r and row_tiles - 1 - r see row_tiles + 1 key tiles together, so every unit costs
+// about the same and a fixed stride over units stays balanced. An odd count's middle row tile
+// is alone: its second member is past the last row tile (m0 >= q_len, skipped).
 template <int kRows, int kKeys>
-__device__ __forceinline__ sm80::QueryBlock item_block(const FwdParams& fp, int item) {
+__device__ __forceinline__ sm80::QueryBlock unit_block(const FwdParams& fp, int unit, int member) {
   const Params& p = fp.base;
-  const int x = item % fp.row_tiles;
-  const int rest = item / fp.row_tiles;
-  const int row_tile = p.window_right < sm80::kUnbounded ? fp.row_tiles - 1 - x : x;
+  const int x = unit % fp.unit_tiles;
+  const int rest = unit / fp.unit_tiles;
+  const int last = fp.row_tiles - 1;
+  int row_tile = p.window_right < sm80::kUnbounded ? last - x : x;
+  if (fp.unit_items == 2) row_tile = member == 0 ? last - x : (x == last - x ? fp.row_tiles : x);
   return sm80::query_block<kRows, kKeys>(p, row_tile, rest % p.heads_q, rest / p.heads_q);
+}
+
+// The query blocks of this block, in order: those of units blockIdx.x, + gridDim.x, ...
+template <int kRows, int kKeys, class Body>
+__device__ __forceinline__ void for_each_query_block(const FwdParams& fp, Body&& body) {
+  for (int unit = blockIdx.x; unit < fp.units; unit += gridDim.x) {
+    for (int member = 0; member < fp.unit_items; ++member) {
+      body(unit_block<kRows, kKeys>(fp, unit, member));
+    }
+  }
 }
 
 template <typename T, int kHeadDim, int kKeysPerTile>
@@ -171,20 +193,19 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
   }
   __syncthreads();
 
-  // Producer and consumers walk the same items and count the same loads: `loaded_tiles` K (and
-  // V) tiles and `loaded_queries` Q tiles so far, which give each copy its stage and phase.
+  // Producer and consumers walk the same query blocks and count the same loads: `loaded_tiles`
+  // K (and V) tiles and `loaded_queries` Q tiles so far, which give each copy its stage and phase.
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
     if (threadIdx.x != 0) return;
     int loaded_tiles = 0;
     int loaded_queries = 0;
-    for (int item = blockIdx.x; item < fp.items; item += gridDim.x) {
-      const sm80::QueryBlock block = item_block<kRows, kKeys>(fp, item);
+    for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
       const sm80::Sequence& seq = block.seq;
-      if (block.m0 >= seq.q_len || block.first_tile >= block.end_tile) continue;
+      if (block.m0 >= seq.q_len || block.first_tile >= block.end_tile) return;
       const int batch = static_cast<int>(seq.batch);
-      // The Q tile is free once the consumers' last Q K^T of the previous item has completed.
+      // The Q tile is free once the consumers' last Q K^T of the previous query block is done.
       mbarrier_wait(q_empty, (loaded_queries & 1) ^ 1);
       mbarrier_arrive_expect_tx(q_full, Shape::kQBytes);
       load_tile<kHeadDim, kRows>(q_tile, &fp.q_map, fp.q_rows_first, q_full, block.h,
@@ -208,7 +229,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
       }
       load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, block.end_tile - 1);
       loaded_tiles += block.end_tile - block.first_tile;
-    }
+    });
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -225,7 +246,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
   // The consumers take turns issuing their matrix products (warpgroup c waits for c - 1), so
   // that one's softmax runs while the tensor cores work for another. Consumer 0 starts; every
   // issue hands the turn on, and consumer 0 takes the last consumer's final hand-over after its
-  // last item, so each named barrier ends the block with as many arrivals as waits.
+  // last query block, so each named barrier ends the block with as many arrivals as waits.
   const auto take_turn = [&] { named_barrier_sync(kTurnBarrier + consumer, 256); };
   const auto pass_turn = [&] {
     named_barrier_arrive(kTurnBarrier + (consumer + 1) % Shape::kConsumers, 256);
@@ -234,10 +255,9 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
 
   int loaded_tiles = 0;
   int loaded_queries = 0;
-  for (int item = blockIdx.x; item < fp.items; item += gridDim.x) {
-    const sm80::QueryBlock block = item_block<kRows, kKeys>(fp, item);
+  for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
     const sm80::Sequence& seq = block.seq;
-    if (block.m0 >= seq.q_len) continue;
+    if (block.m0 >= seq.q_len) return;
     const int first_tile = block.first_tile;
     const int end_tile = block.end_tile;
     const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
@@ -254,7 +274,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
         }
         online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
       };
-      // Once the scores of the item's last tile are in, Q is not read again.
+      // Once the scores of the query block's last tile are in, Q is not read again.
       const auto release_keys = [&](int s, int tile) {
         if (lane != 0) return;
         mbarrier_arrive(&k_empty[s]);
@@ -345,7 +365,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
       sm80::store_c_tiles<T, kHeadDim>(out, static_cast<int64_t>(p.heads_q) * kHeadDim,
                                        seq.q_len - warp_row0, o, inverse, lane);
     }
-  }
+  });
   if (consumer == 0) take_turn();
 #endif
 }

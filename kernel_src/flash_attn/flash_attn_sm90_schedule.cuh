@@ -19,16 +19,26 @@
 
 namespace tk::flash_attn::sm90 {
 
-// Blocks of the forward grid. Without a mask and with one length for every sequence each query
-// block costs the same, so one block per multiprocessor walks items blockIdx.x, + gridDim.x, ...
-// (persistent): its producer loads the next item's Q and K while the consumers finish the
-// current one, where a grid of one block per item paid that latency and the O store once per
-// block. Masked or packed items differ in cost and keep one block each, which the hardware
-// hands to whichever multiprocessor frees first.
-inline int fwd_blocks(const Params& p, int items, int multiprocessors) {
-  const bool equal_items = p.cu_seqlens_q == nullptr && p.window_left >= sm80::kUnbounded &&
-                           p.window_right >= sm80::kUnbounded;
-  return equal_items ? std::min(items, multiprocessors) : items;
+// The forward's work units and grid (unit_block in flash_attn_sm90_fwd.cuh). With one length
+// for every sequence, one block per multiprocessor walks units blockIdx.x, + gridDim.x, ...
+// (persistent): its producer loads the next query block's Q and K while the consumers finish the
+// current one, where a grid of one block per query block paid that latency and the O store once
+// per block. Without a mask every query block costs the same; with one, units pair long and
+// short row tiles to cost about the same. Packed sequences differ in length: one block per
+// query block, which the hardware hands to whichever multiprocessor frees first.
+inline Status plan_fwd_units(const Params& p, int kRows, int multiprocessors, FwdParams* fp,
+                             int* blocks) {
+  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, kRows, p.heads_q, p);
+  const bool persistent = p.cu_seqlens_q == nullptr;
+  const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
+  fp->row_tiles = static_cast<int>(tiles.x);
+  fp->unit_items = persistent && masked ? 2 : 1;
+  fp->unit_tiles = (fp->row_tiles + fp->unit_items - 1) / fp->unit_items;
+  const int64_t units = static_cast<int64_t>(fp->unit_tiles) * tiles.y * tiles.z;
+  if (units > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
+  fp->units = static_cast<int>(units);
+  *blocks = persistent ? std::min(fp->units, multiprocessors) : fp->units;
+  return Status::Ok();
 }
 
 template <class Launcher, typename T, int kHeadDim, int kKeys>
@@ -53,14 +63,12 @@ Status schedule_fwd_tiles(const Params& p, int multiprocessors, cudaStream_t str
       !s.ok()) {
     return s;
   }
-  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p);
-  fp.row_tiles = static_cast<int>(tiles.x);
-  const int64_t items = static_cast<int64_t>(tiles.x) * tiles.y * tiles.z;
-  if (items > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
-  fp.items = static_cast<int>(items);
-  return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes,
-                          dim3(fwd_blocks(p, fp.items, multiprocessors)), Shape::kThreads, fp,
-                          stream);
+  int blocks = 0;
+  if (Status s = plan_fwd_units(p, Shape::kRows, multiprocessors, &fp, &blocks); !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes, dim3(blocks),
+                          Shape::kThreads, fp, stream);
 }
 
 // Head dim 128 without a mask (no causal, no window) takes the wide key tiles.
