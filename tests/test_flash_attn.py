@@ -424,12 +424,19 @@ EMULATED_CASES = [
     (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
 ]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window;
-# unmasked: wide key tiles) and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and Sq > Sk; GQA. The backward
-# at 64 and 128 sums dQ with atomics unless deterministic (then: the separate dq kernel).
+# unmasked: wide key tiles) and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and
+# Sq > Sk; GQA. The backward at 64 and 128 sums dQ with atomics unless deterministic (then: the
+# separate dq kernel).
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
-    # No mask at head dim 128: the 176-key tiles, the last one partial.
+    # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three
+    # query blocks (block 0 takes two, its second starting on a later key stage).
+    (3, 50, 90, 1, 1, 64, False, (-1, -1), torch.bfloat16),
+    # No mask at head dim 128: the 176-key tiles, the last one partial; four items.
     (1, 130, 390, 2, 1, 128, False, (-1, -1), torch.bfloat16),
+    # Causal, three row tiles per head: units pair row tiles 2 and 0, and 1 is alone (its pair
+    # skipped); four units over two blocks.
+    (1, 300, 300, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 200, 150, 2, 2, 128, False, (8, 4), torch.float16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 40, 17, 2, 2, 256, True, (-1, -1), torch.float16),

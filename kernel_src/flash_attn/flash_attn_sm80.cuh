@@ -141,13 +141,16 @@ struct QueryBlock {
   int end_tile;
 };
 
+// Row tile, query head and sequence default to the block's (x, y, z) of a one-block-per-tile grid.
 template <int kRows, int kKeys>
-__device__ __forceinline__ QueryBlock query_block(const Params& p, int row_tile = blockIdx.x) {
+__device__ __forceinline__ QueryBlock query_block(const Params& p, int row_tile = blockIdx.x,
+                                                  int head = blockIdx.y,
+                                                  int sequence = blockIdx.z) {
   QueryBlock b;
-  b.seq = sequence_of(p, blockIdx.z);
+  b.seq = sequence_of(p, sequence);
   b.mask = mask_of(p, b.seq);
   b.m0 = row_tile * kRows;
-  b.h = blockIdx.y;
+  b.h = head;
   b.hk = b.h / p.group;
   b.first_tile = 0;
   b.end_tile = 0;

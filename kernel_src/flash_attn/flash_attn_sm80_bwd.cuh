@@ -14,6 +14,8 @@
 // Framework-free: CUDA headers only.
 #pragma once
 
+#include <type_traits>
+
 #include "_common/reduce.cuh"
 #include "_common/vec.cuh"
 #include "flash_attn/flash_attn_sm80.cuh"
@@ -70,6 +72,29 @@ __device__ __forceinline__ void load_row_stats(const Params& p, const Sequence& 
   }
 }
 
+// The backward's probability of query i and key j from the unscaled score s:
+// 2^(s * scale_log2 - lse) (lse in the log2 domain), or 0 where the mask forbids the pair. Tiles
+// test Mask::all_allowed once and call kMasked = false where it holds (with_mask_test): no
+// mask test and no branch per score there. A per-score `allowed ? exp2 : 0` compiled to a
+// branch and a convergence barrier around every exponential (sm_90a hd-128 backward SASS).
+template <bool kMasked>
+__device__ __forceinline__ float probability(float s, float scale_log2, float lse,
+                                             const Mask& mask, int i, int j) {
+  const float prob = exp2_ftz(s * scale_log2 - lse);
+  if constexpr (kMasked) return mask.allowed(i, j) ? prob : 0.0f;
+  return prob;
+}
+
+// Runs body(std::true_type) where the tile needs the mask test, body(std::false_type) where not.
+template <class Body>
+__device__ __forceinline__ void with_mask_test(bool needs_test, Body&& body) {
+  if (needs_test) {
+    body(std::true_type{});
+  } else {
+    body(std::false_type{});
+  }
+}
+
 // dS = P (dP - delta) in place of one warp's tile of unscaled scores s (C tiles: rows row0 + g
 // (+ 8), keys j0 + 8n + 2t (+ 1)), P recomputed from lse and 0 where the mask forbids.
 template <int kKeys>
@@ -78,18 +103,19 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kKeys / 8][4],
                                              int row0, int j0, int lane, float scale_log2,
                                              const float (&row_lse)[2],
                                              const float (&row_delta)[2]) {
-  const bool check = !mask.all_allowed(row0, 16, j0, kKeys);
+  with_mask_test(!mask.all_allowed(row0, 16, j0, kKeys), [&](auto masked) {
 #pragma unroll
-  for (int n = 0; n < kKeys / 8; ++n) {
+    for (int n = 0; n < kKeys / 8; ++n) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = row0 + lane / 4 + 8 * (e / 2);
-      const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
-      const bool allowed = !check || mask.allowed(i, j);
-      const float prob = allowed ? exp2_ftz(s[n][e] * scale_log2 - row_lse[e / 2]) : 0.0f;
-      s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
+      for (int e = 0; e < 4; ++e) {
+        const int i = row0 + lane / 4 + 8 * (e / 2);
+        const int j = j0 + n * 8 + 2 * (lane % 4) + (e & 1);
+        const float prob = probability<decltype(masked)::value>(s[n][e], scale_log2,
+                                                                 row_lse[e / 2], mask, i, j);
+        s[n][e] = prob * (dp[n][e] - row_delta[e / 2]);
+      }
     }
-  }
+  });
 }
 
 template <typename T, int kHeadDim>
@@ -208,19 +234,20 @@ __global__ void __launch_bounds__(kThreads) bwd_dk_dv_kernel(const Params p) {
     mma_a_bt<T, kHeadDim, kRows, kStride>(s, k_tile + key_warp * 16 * kStride, q_s, lane);
     float dp[kRows / 8][4] = {};
     mma_a_bt<T, kHeadDim, kRows, kStride>(dp, v_tile + key_warp * 16 * kStride, dout_s, lane);
-    const bool check = !mask.all_allowed(m0, kRows, warp_key0, 16);
+    with_mask_test(!mask.all_allowed(m0, kRows, warp_key0, 16), [&](auto masked) {
 #pragma unroll
-    for (int n = 0; n < kRows / 8; ++n) {
+      for (int n = 0; n < kRows / 8; ++n) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = n * 8 + 2 * (lane % 4) + (e & 1);
-        const int j = warp_key0 + lane / 4 + 8 * (e / 2);
-        const bool allowed = !check || mask.allowed(m0 + r, j);
-        const float prob = allowed ? exp2_ftz(s[n][e] * p.scale_log2 - lse_s[r]) : 0.0f;
-        s[n][e] = prob;
-        dp[n][e] = prob * (dp[n][e] - delta_s[r]);
+        for (int e = 0; e < 4; ++e) {
+          const int r = n * 8 + 2 * (lane % 4) + (e & 1);
+          const int j = warp_key0 + lane / 4 + 8 * (e / 2);
+          const float prob = probability<decltype(masked)::value>(s[n][e], p.scale_log2,
+                                                                   lse_s[r], mask, m0 + r, j);
+          s[n][e] = prob;
+          dp[n][e] = prob * (dp[n][e] - delta_s[r]);
+        }
       }
-    }
+    });
     mma_p_b<T, kRows, kCols, kStride>(dv, s, dout_s + col_part * kCols, lane);
     mma_p_b<T, kRows, kCols, kStride>(dk, dp, q_s + col_part * kCols, lane);
     // The next iteration's copy overwrites this stage.

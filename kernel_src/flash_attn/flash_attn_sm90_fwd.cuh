@@ -1,16 +1,20 @@
 // The sm_90a FlashAttention forward: warpgroup MMA (wgmma) fed by the tensor memory accelerator
-// (TMA), with producer/consumer warp specialization. One block per (128 query rows, query head,
-// sequence) and three warpgroups:
+// (TMA), with producer/consumer warp specialization. A query block is kRows rows of one query
+// head and sequence; a block walks work units of one or two query blocks (unit_block), one unit
+// per block or, persistent, units blockIdx.x, + gridDim.x, ... (flash_attn_sm90_schedule.cuh).
+// Warpgroups:
 //   warpgroup 0, the producer: one thread issues the TMA copies of the Q tile and of the K and V
 //     tiles through kStages shared-memory stages, each stage guarded by a "full" mbarrier (the
 //     copy landed) and an "empty" one (both consumers are done with it); it keeps 24 registers.
+//     It runs ahead across query blocks: the next one's Q once the consumers' last Q K^T of the
+//     current one is done, its K and V as stages free.
 //   warpgroups 1.., the consumers: 64 query rows each, the rest of the registers. Per key
 //     tile j: S_j = Q K_j^T (wgmma, both operands in shared memory) is issued together with
 //     O += P_{j-1} V_{j-1} (P in registers as wgmma A fragments), so the mask and online
 //     softmax of S_j (registers; a wgmma accumulator row is laid out like an mma.sync C tile)
 //     run while the tensor cores do P V of the previous tile; O is rescaled once that is done.
 // Scores stay unscaled until the exponent: exp2(s * scale * log2 e - max * scale * log2 e) is one
-// FFMA per score. Blocks of causal (or right-windowed) attention run the longest row tiles first.
+// FFMA per score.
 // The mask, sequence and key-tile range logic is the sm_80 kernels' (flash_attn_sm80.cuh).
 // Framework-free: CUDA headers only.
 #pragma once
@@ -29,6 +33,12 @@ struct FwdParams {
   CUtensorMap k_map;
   CUtensorMap v_map;
   Params base;
+  // Work units (unit_block): `units` of `unit_items` query blocks each (1, or 2 for paired
+  // row tiles), `unit_tiles` units per (query head, sequence), of `row_tiles` row tiles.
+  int row_tiles;
+  int unit_tiles;
+  int unit_items;
+  int units;
   bool q_rows_first;
   bool k_rows_first;
   bool v_rows_first;
@@ -58,7 +68,7 @@ struct FwdShape {
   static constexpr int kKvBytes = kKeys * kHeadDim * 2;  // one K or V tile
   // Tiles, barriers, and slack to align the tiles to the swizzle period.
   static constexpr int smem_bytes(int stages) {
-    return kQBytes + 2 * stages * kKvBytes + 8 * (1 + 4 * stages) + kSwizzleBytes;
+    return kQBytes + 2 * stages * kKvBytes + 8 * (2 + 4 * stages) + kSwizzleBytes;
   }
   // Three K/V stages where they fit in the 227 KiB a block may have (hd 128 with 128-key tiles:
   // 32 KiB Q + 3 x 64 KiB), else two.
@@ -112,6 +122,36 @@ __device__ __forceinline__ void scale_rows(float (&o)[kTiles][4], const float (&
   }
 }
 
+// Query block `member` of work unit `unit`. Units are numbered as the blocks of a grid of (units
+// per head, query heads, sequences) would be, fastest first, so blocks at work together read the
+// same K and V. With unit_items 1 a unit is one row tile; causal (or right-windowed) rows see more
+// keys the later they are, and those run the longest row tiles first (the one-block-per-unit grid
+// of packed sequences hands them out in that order). With unit_items 2 (a mask, persistent grid)
+// unit j pairs the row tile with the j-th most keys with the one with the j-th fewest: causal
+// row tiles r and row_tiles - 1 - r see row_tiles + 1 key tiles together, so every unit costs
+// about the same and a fixed stride over units stays balanced. An odd count's middle row tile
+// is alone: its second member is past the last row tile (m0 >= q_len, skipped).
+template <int kRows, int kKeys>
+__device__ __forceinline__ sm80::QueryBlock unit_block(const FwdParams& fp, int unit, int member) {
+  const Params& p = fp.base;
+  const int x = unit % fp.unit_tiles;
+  const int rest = unit / fp.unit_tiles;
+  const int last = fp.row_tiles - 1;
+  int row_tile = p.window_right < sm80::kUnbounded ? last - x : x;
+  if (fp.unit_items == 2) row_tile = member == 0 ? last - x : (x == last - x ? fp.row_tiles : x);
+  return sm80::query_block<kRows, kKeys>(p, row_tile, rest % p.heads_q, rest / p.heads_q);
+}
+
+// The query blocks of this block, in order: those of units blockIdx.x, + gridDim.x, ...
+template <int kRows, int kKeys, class Body>
+__device__ __forceinline__ void for_each_query_block(const FwdParams& fp, Body&& body) {
+  for (int unit = blockIdx.x; unit < fp.units; unit += gridDim.x) {
+    for (int member = 0; member < fp.unit_items; ++member) {
+      body(unit_block<kRows, kKeys>(fp, unit, member));
+    }
+  }
+}
+
 template <typename T, int kHeadDim, int kKeysPerTile>
 __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams fp) {
@@ -132,26 +172,20 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
   T* k_tiles = q_tile + kRows * kHeadDim;             // [kStages][kChunks][kKeys][64]
   T* v_tiles = k_tiles + kStages * kKeys * kHeadDim;  // [kStages][kChunks][kKeys][64]
   uint64_t* q_full = reinterpret_cast<uint64_t*>(v_tiles + kStages * kKeys * kHeadDim);
-  uint64_t* k_full = q_full + 1;
+  uint64_t* q_empty = q_full + 1;
+  uint64_t* k_full = q_empty + 1;
   uint64_t* v_full = k_full + kStages;
   uint64_t* k_empty = v_full + kStages;
   uint64_t* v_empty = k_empty + kStages;
 
-  // Causal or right-windowed rows see more keys the later they are: start those first.
-  const int row_tile = p.window_right < sm80::kUnbounded ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-  const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p, row_tile);
-  const sm80::Sequence& seq = block.seq;
-  if (block.m0 >= seq.q_len) return;
-  const int first_tile = block.first_tile;
-  const int end_tile = block.end_tile;
-
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
+    // Lane 0 of every consumer warp arrives once its part of the wgmma reading the tile is done.
+    mbarrier_init(q_empty, 4 * Shape::kConsumers);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(&k_full[s], 1);
       mbarrier_init(&v_full[s], 1);
-      // Lane 0 of every consumer warp arrives once its part of the wgmma reading the stage is done.
       mbarrier_init(&k_empty[s], 4 * Shape::kConsumers);
       mbarrier_init(&v_empty[s], 4 * Shape::kConsumers);
     }
@@ -159,29 +193,43 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
   }
   __syncthreads();
 
+  // Producer and consumers walk the same query blocks and count the same loads: `loaded_tiles`
+  // K (and V) tiles and `loaded_queries` Q tiles so far, which give each copy its stage and phase.
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x != 0 || first_tile >= end_tile) return;
-    const int batch = static_cast<int>(seq.batch);
-    const int q_row = static_cast<int>(seq.q_start) + block.m0;
-    mbarrier_arrive_expect_tx(q_full, Shape::kQBytes);
-    load_tile<kHeadDim, kRows>(q_tile, &fp.q_map, fp.q_rows_first, q_full, block.h, q_row, batch);
-    // Tile j's K is read at consumer step j and its V at step j + 1: K runs one tile ahead.
-    const auto load = [&](uint64_t* empty, uint64_t* full, T* tiles, const CUtensorMap* map,
-                          bool rows_first, int tile) {
-      const int it = tile - first_tile;
-      const int s = it % kStages;
-      mbarrier_wait(&empty[s], ((it / kStages) & 1) ^ 1);
-      mbarrier_arrive_expect_tx(&full[s], Shape::kKvBytes);
-      load_tile<kHeadDim, kKeys>(tiles + s * kKeys * kHeadDim, map, rows_first, &full[s],
-                                 block.hk, static_cast<int>(seq.k_start) + tile * kKeys, batch);
-    };
-    for (int tile = first_tile; tile < end_tile; ++tile) {
-      load(k_empty, k_full, k_tiles, &fp.k_map, fp.k_rows_first, tile);
-      if (tile > first_tile) load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, tile - 1);
-    }
-    load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, end_tile - 1);
+    if (threadIdx.x != 0) return;
+    int loaded_tiles = 0;
+    int loaded_queries = 0;
+    for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
+      const sm80::Sequence& seq = block.seq;
+      if (block.m0 >= seq.q_len || block.first_tile >= block.end_tile) return;
+      const int batch = static_cast<int>(seq.batch);
+      // The Q tile is free once the consumers' last Q K^T of the previous query block is done.
+      mbarrier_wait(q_empty, (loaded_queries & 1) ^ 1);
+      mbarrier_arrive_expect_tx(q_full, Shape::kQBytes);
+      load_tile<kHeadDim, kRows>(q_tile, &fp.q_map, fp.q_rows_first, q_full, block.h,
+                                 static_cast<int>(seq.q_start) + block.m0, batch);
+      ++loaded_queries;
+      // Tile j's K is read at consumer step j and its V at step j + 1: K runs one tile ahead.
+      const auto load = [&](uint64_t* empty, uint64_t* full, T* tiles, const CUtensorMap* map,
+                            bool rows_first, int tile) {
+        const int it = loaded_tiles + tile - block.first_tile;
+        const int s = it % kStages;
+        mbarrier_wait(&empty[s], ((it / kStages) & 1) ^ 1);
+        mbarrier_arrive_expect_tx(&full[s], Shape::kKvBytes);
+        load_tile<kHeadDim, kKeys>(tiles + s * kKeys * kHeadDim, map, rows_first, &full[s],
+                                   block.hk, static_cast<int>(seq.k_start) + tile * kKeys, batch);
+      };
+      for (int tile = block.first_tile; tile < block.end_tile; ++tile) {
+        load(k_empty, k_full, k_tiles, &fp.k_map, fp.k_rows_first, tile);
+        if (tile > block.first_tile) {
+          load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, tile - 1);
+        }
+      }
+      load(v_empty, v_full, v_tiles, &fp.v_map, fp.v_rows_first, block.end_tile - 1);
+      loaded_tiles += block.end_tile - block.first_tile;
+    });
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -189,119 +237,136 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x % 128) / 32;
   const int lane = threadIdx.x % 32;
-  const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
   const float scale_log2 = p.scale_log2;
-  float o[kHeadDim / 8][4] = {};
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.0f, 0.0f};
-  if (first_tile < end_tile) {
-    // This warpgroup's 64 rows of each Q chunk.
-    const uint32_t q_rows = shared_address(q_tile) + consumer * 64 * 128;
-    const auto k_stage = [&](int s) { return shared_address(k_tiles + s * kKeys * kHeadDim); };
-    const auto v_stage = [&](int s) { return shared_address(v_tiles + s * kKeys * kHeadDim); };
-    // Scores of `tile` (complete in s): masked where needed, turned into probabilities.
-    float rescale[2];
-    const auto softmax = [&](float (&s)[kKeys / 8][4], int tile) {
-      const int j0 = tile * kKeys;
-      if (!block.mask.all_allowed(warp_row0, 16, j0, kKeys)) {
-        mask_rows<kKeys>(s, block.mask, warp_row0 + lane / 4, j0 + 2 * (lane % 4));
-      }
-      online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
-    };
+  // This warpgroup's 64 rows of each Q chunk.
+  const uint32_t q_rows = shared_address(q_tile) + consumer * 64 * 128;
+  const auto k_stage = [&](int s) { return shared_address(k_tiles + s * kKeys * kHeadDim); };
+  const auto v_stage = [&](int s) { return shared_address(v_tiles + s * kKeys * kHeadDim); };
 
-    // The consumers take turns issuing their matrix products (warpgroup c waits for c - 1), so
-    // that one's softmax runs while the tensor cores work for another. Consumer 0 starts; the
-    // last one does not hand over after its final products (nobody would take the turn).
-    const int issues = end_tile - first_tile + 1;
-    int issue = 0;
-    const auto take_turn = [&] { named_barrier_sync(kTurnBarrier + consumer, 256); };
-    const auto pass_turn = [&] {
-      ++issue;
-      if (consumer + 1 < Shape::kConsumers || issue < issues) {
-        named_barrier_arrive(kTurnBarrier + (consumer + 1) % Shape::kConsumers, 256);
-      }
-    };
-    if (consumer == Shape::kConsumers - 1) named_barrier_arrive(kTurnBarrier, 256);
+  // The consumers take turns issuing their matrix products (warpgroup c waits for c - 1), so
+  // that one's softmax runs while the tensor cores work for another. Consumer 0 starts; every
+  // issue hands the turn on, and consumer 0 takes the last consumer's final hand-over after its
+  // last query block, so each named barrier ends the block with as many arrivals as waits.
+  const auto take_turn = [&] { named_barrier_sync(kTurnBarrier + consumer, 256); };
+  const auto pass_turn = [&] {
+    named_barrier_arrive(kTurnBarrier + (consumer + 1) % Shape::kConsumers, 256);
+  };
+  if (consumer == Shape::kConsumers - 1) named_barrier_arrive(kTurnBarrier, 256);
 
-    float sc[kKeys / 8][4] = {};
-    uint32_t pa[kKeys / 16][4];
-    mbarrier_wait(q_full, 0);
-    mbarrier_wait(&k_full[0], 0);
-    take_turn();
-    wgmma_fence();
-    issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(0));
-    wgmma_commit();
-    pass_turn();
-    wgmma_wait<0>();
-    fence_registers(sc);
-    if (lane == 0) mbarrier_arrive(&k_empty[0]);
-    softmax(sc, first_tile);
-    a_fragments<T, kKeys>(pa, sc);
+  int loaded_tiles = 0;
+  int loaded_queries = 0;
+  for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
+    const sm80::Sequence& seq = block.seq;
+    if (block.m0 >= seq.q_len) return;
+    const int first_tile = block.first_tile;
+    const int end_tile = block.end_tile;
+    const int warp_row0 = block.m0 + consumer * 64 + warp * 16;
+    float o[kHeadDim / 8][4] = {};
+    float row_max[2] = {-INFINITY, -INFINITY};
+    float row_sum[2] = {0.0f, 0.0f};
+    if (first_tile < end_tile) {
+      // Scores of `tile` (complete in s): masked where needed, turned into probabilities.
+      float rescale[2];
+      const auto softmax = [&](float (&s)[kKeys / 8][4], int tile) {
+        const int j0 = tile * kKeys;
+        if (!block.mask.all_allowed(warp_row0, 16, j0, kKeys)) {
+          mask_rows<kKeys>(s, block.mask, warp_row0 + lane / 4, j0 + 2 * (lane % 4));
+        }
+        online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
+      };
+      // Once the scores of the query block's last tile are in, Q is not read again.
+      const auto release_keys = [&](int s, int tile) {
+        if (lane != 0) return;
+        mbarrier_arrive(&k_empty[s]);
+        if (tile == end_tile - 1) mbarrier_arrive(q_empty);
+      };
 
-    for (int tile = first_tile + 1; tile < end_tile; ++tile) {
-      const int it = tile - first_tile;
-      const int s = it % kStages;
-      const int prev = (it - 1) % kStages;
-      mbarrier_wait(&k_full[s], (it / kStages) & 1);
-      mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
+      float sc[kKeys / 8][4] = {};
+      uint32_t pa[kKeys / 16][4];
+      const int first = loaded_tiles % kStages;
+      mbarrier_wait(q_full, loaded_queries & 1);
+      mbarrier_wait(&k_full[first], (loaded_tiles / kStages) & 1);
       take_turn();
       wgmma_fence();
-      issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(s));
-      wgmma_commit();
-      fence_registers(o);
-      wgmma_fence();
-      issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(prev));
+      issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(first));
       wgmma_commit();
       pass_turn();
-
-      wgmma_wait<1>();  // the scores; P V of the previous tile may still run
+      wgmma_wait<0>();
       fence_registers(sc);
-      if (lane == 0) mbarrier_arrive(&k_empty[s]);
-      softmax(sc, tile);
+      release_keys(first, first_tile);
+      softmax(sc, first_tile);
+      a_fragments<T, kKeys>(pa, sc);
 
+      for (int tile = first_tile + 1; tile < end_tile; ++tile) {
+        const int it = loaded_tiles + tile - first_tile;
+        const int s = it % kStages;
+        const int prev = (it - 1) % kStages;
+        mbarrier_wait(&k_full[s], (it / kStages) & 1);
+        mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
+        take_turn();
+        wgmma_fence();
+        issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(s));
+        wgmma_commit();
+        fence_registers(o);
+        wgmma_fence();
+        issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(prev));
+        wgmma_commit();
+        pass_turn();
+
+        wgmma_wait<1>();  // the scores; P V of the previous tile may still run
+        fence_registers(sc);
+        release_keys(s, tile);
+        softmax(sc, tile);
+
+        wgmma_wait<0>();
+        fence_registers(o);
+        fence_fragments(pa);
+        if (lane == 0) mbarrier_arrive(&v_empty[prev]);
+        // Once the running max settles most tiles leave it unchanged: no 64-register multiply.
+        if (rescale[0] != 1.0f || rescale[1] != 1.0f) scale_rows(o, rescale);
+        a_fragments<T, kKeys>(pa, sc);
+      }
+
+      const int it_last = loaded_tiles + end_tile - 1 - first_tile;
+      const int last = it_last % kStages;
+      mbarrier_wait(&v_full[last], (it_last / kStages) & 1);
+      // Only the last tile can run past the sequence's end; its K rows there are masked.
+      zero_tail_rows<kHeadDim, kKeys>(v_tiles + last * kKeys * kHeadDim,
+                                      static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys,
+                                      consumer);
+      take_turn();
+      fence_registers(o);
+      wgmma_fence();
+      issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(last));
+      wgmma_commit();
+      pass_turn();
       wgmma_wait<0>();
       fence_registers(o);
       fence_fragments(pa);
-      if (lane == 0) mbarrier_arrive(&v_empty[prev]);
-      // Once the running max settles most tiles leave it unchanged: no 64-register multiply.
-      if (rescale[0] != 1.0f || rescale[1] != 1.0f) scale_rows(o, rescale);
-      a_fragments<T, kKeys>(pa, sc);
+      if (lane == 0) mbarrier_arrive(&v_empty[last]);
+      loaded_tiles += end_tile - first_tile;
+      ++loaded_queries;
     }
 
-    const int last = (end_tile - 1 - first_tile) % kStages;
-    mbarrier_wait(&v_full[last], ((end_tile - 1 - first_tile) / kStages) & 1);
-    // Only the last tile can run past the sequence's end; its K rows there are masked.
-    zero_tail_rows<kHeadDim, kKeys>(v_tiles + last * kKeys * kHeadDim,
-                                    static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys,
-                                    consumer);
-    take_turn();
-    fence_registers(o);
-    wgmma_fence();
-    issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(last));
-    wgmma_commit();
-    pass_turn();
-    wgmma_wait<0>();
-    fence_registers(o);
-    fence_fragments(pa);
-    if (lane == 0) mbarrier_arrive(&v_empty[last]);
-  }
-
-  // A row with no allowed key has sum 0: out 0, lse -inf.
-  float inverse[2];
+    // A row with no allowed key has sum 0: out 0, lse -inf.
+    float inverse[2];
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const float sum = sm80::quad_sum(row_sum[half]);
-    inverse[half] = sum > 0.0f ? 1.0f / sum : 0.0f;
-    const int i = warp_row0 + lane / 4 + 8 * half;
-    if (lane % 4 == 0 && i < seq.q_len) {
-      p.lse[sm80::lse_index(p, seq, i, block.h)] =
-          sum > 0.0f ? (row_max[half] * scale_log2 + log2f(sum)) * sm80::kLn2 : -INFINITY;
+    for (int half = 0; half < 2; ++half) {
+      const float sum = sm80::quad_sum(row_sum[half]);
+      inverse[half] = sum > 0.0f ? 1.0f / sum : 0.0f;
+      const int i = warp_row0 + lane / 4 + 8 * half;
+      if (lane % 4 == 0 && i < seq.q_len) {
+        p.lse[sm80::lse_index(p, seq, i, block.h)] =
+            sum > 0.0f ? (row_max[half] * scale_log2 + log2f(sum)) * sm80::kLn2 : -INFINITY;
+      }
     }
-  }
-  if (warp_row0 >= seq.q_len) return;
-  T* out = static_cast<T*>(p.out) + sm80::q_like_row(p, seq, warp_row0, block.h, kHeadDim);
-  sm80::store_c_tiles<T, kHeadDim>(out, static_cast<int64_t>(p.heads_q) * kHeadDim,
-                                   seq.q_len - warp_row0, o, inverse, lane);
+    if (warp_row0 < seq.q_len) {
+      T* out = static_cast<T*>(p.out) + sm80::q_like_row(p, seq, warp_row0, block.h, kHeadDim);
+      sm80::store_c_tiles<T, kHeadDim>(out, static_cast<int64_t>(p.heads_q) * kHeadDim,
+                                       seq.q_len - warp_row0, o, inverse, lane);
+    }
+  });
+  if (consumer == 0) take_turn();
 #endif
 }
 

@@ -6,6 +6,11 @@
 // No launch syntax here, so a host compiler reads it too.
 #pragma once
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "_common/cuda_check.cuh"
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_schedule.cuh"
 #include "flash_attn/flash_attn_sm90_bwd.cuh"
@@ -14,8 +19,30 @@
 
 namespace tk::flash_attn::sm90 {
 
+// The forward's work units and grid (unit_block in flash_attn_sm90_fwd.cuh). With one length
+// for every sequence, one block per multiprocessor walks units blockIdx.x, + gridDim.x, ...
+// (persistent): its producer loads the next query block's Q and K while the consumers finish the
+// current one, where a grid of one block per query block paid that latency and the O store once
+// per block. Without a mask every query block costs the same; with one, units pair long and
+// short row tiles to cost about the same. Packed sequences differ in length: one block per
+// query block, which the hardware hands to whichever multiprocessor frees first.
+inline Status plan_fwd_units(const Params& p, int kRows, int multiprocessors, FwdParams* fp,
+                             int* blocks) {
+  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, kRows, p.heads_q, p);
+  const bool persistent = p.cu_seqlens_q == nullptr;
+  const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
+  fp->row_tiles = static_cast<int>(tiles.x);
+  fp->unit_items = persistent && masked ? 2 : 1;
+  fp->unit_tiles = (fp->row_tiles + fp->unit_items - 1) / fp->unit_items;
+  const int64_t units = static_cast<int64_t>(fp->unit_tiles) * tiles.y * tiles.z;
+  if (units > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
+  fp->units = static_cast<int>(units);
+  *blocks = persistent ? std::min(fp->units, multiprocessors) : fp->units;
+  return Status::Ok();
+}
+
 template <class Launcher, typename T, int kHeadDim, int kKeys>
-Status schedule_fwd_tiles(const Params& p, cudaStream_t stream) {
+Status schedule_fwd_tiles(const Params& p, int multiprocessors, cudaStream_t stream) {
   using Shape = FwdShape<kHeadDim, kKeys>;
   FwdParams fp;
   fp.base = p;
@@ -36,20 +63,26 @@ Status schedule_fwd_tiles(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
-  return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes,
-                          sm80::grid_of(p.max_seqlen_q, Shape::kRows, p.heads_q, p),
+  int blocks = 0;
+  if (Status s = plan_fwd_units(p, Shape::kRows, multiprocessors, &fp, &blocks); !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes, dim3(blocks),
                           Shape::kThreads, fp, stream);
 }
 
 // Head dim 128 without a mask (no causal, no window) takes the wide key tiles.
 template <class Launcher, typename T, int kHeadDim>
 Status schedule_fwd(const Params& p, cudaStream_t stream) {
+  int multiprocessors = 0;
+  if (Status s = current_multiprocessor_count(&multiprocessors); !s.ok()) return s;
   if constexpr (kHeadDim == 128) {
     if (p.window_left >= sm80::kUnbounded && p.window_right >= sm80::kUnbounded) {
-      return schedule_fwd_tiles<Launcher, T, kHeadDim, kWideKeys>(p, stream);
+      return schedule_fwd_tiles<Launcher, T, kHeadDim, kWideKeys>(p, multiprocessors, stream);
     }
   }
-  return schedule_fwd_tiles<Launcher, T, kHeadDim, kDefaultKeys<kHeadDim>>(p, stream);
+  return schedule_fwd_tiles<Launcher, T, kHeadDim, kDefaultKeys<kHeadDim>>(p, multiprocessors,
+                                                                            stream);
 }
 
 template <class Launcher, typename T, int kHeadDim>

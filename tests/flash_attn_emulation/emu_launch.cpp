@@ -113,6 +113,10 @@ CUresult encode_tiled_emulated(CUtensorMap* map, CUtensorMapDataType, cuuint32_t
 
 }  // namespace tk::flash_attn::sm90
 
+// Two multiprocessors: a persistent grid then gives its blocks several work items each, even at
+// the tests' small shapes.
+inline constexpr int kEmulatedMultiprocessors = 2;
+
 extern "C" {
 
 cudaError_t cudaGetDevice(int* device) {
@@ -123,8 +127,19 @@ cudaError_t cudaGetDevice(int* device) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int) {
   const char* sm = std::getenv("TK_EMULATED_SM");
   const int capability = sm != nullptr ? std::atoi(sm) : 80;
-  *value = attribute == cudaDevAttrComputeCapabilityMajor ? capability / 10 : capability % 10;
-  return cudaSuccess;
+  switch (attribute) {
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = capability / 10;
+      return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = capability % 10;
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = kEmulatedMultiprocessors;
+      return cudaSuccess;
+    default:
+      return cudaErrorInvalidValue;
+  }
 }
 
 const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
