@@ -131,13 +131,15 @@ struct BwdSmem {
 };
 
 // The producer warp of a backward block: copies the resident pair once, then per step the
-// streamed pair at stream(step) = {head, row}; before each copy the whole warp runs
-// stage_rows(step, stage, lane) (the dk/dv kernel's lse and delta), which lane 0 then publishes
-// with the copy's barrier.
-template <typename T, int kHeadDim, bool kWithDs, class Stream, class StageRows>
+// streamed pair at stream(step) = {head, row}. The whole warp also stages per-row values (the
+// dk/dv kernel's lse and delta), which lane 0 publishes with the copy's barrier:
+// fetch_rows(step, lane) loads them before the wait for the stage, so that their global-load
+// latency overlaps the wait instead of delaying the refill, and returns the store into a stage,
+// store(stage).
+template <typename T, int kHeadDim, bool kWithDs, class Stream, class FetchRows>
 __device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHeadDim, kWithDs>& sm,
                                             int resident_head, int resident_row, int batch,
-                                            int steps, Stream stream, StageRows stage_rows) {
+                                            int steps, Stream stream, FetchRows fetch_rows) {
   using Shape = BwdShape<kHeadDim>;
   // With no steps the consumers wait for nothing: a copy still landing after the block exits
   // would write shared memory it no longer owns.
@@ -154,8 +156,9 @@ __device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHea
   }
   for (int step = 0; step < steps; ++step) {
     const int s = step % Shape::kStages;
+    const auto store_rows = fetch_rows(step, lane);
     mbarrier_wait(&sm.empty[s], ((step / Shape::kStages) & 1) ^ 1);
-    stage_rows(step, s, lane);
+    store_rows(s);
     __syncwarp();
     if (lane == 0) {
       const auto [head, row] = stream(step);
@@ -380,14 +383,26 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     const auto stream = [&](int step) {
       return HeadRow{step_head(step), static_cast<int>(seq.q_start) + step_row0(step)};
     };
-    const auto stage_rows = [&](int step, int s, int lane) {
-      for (int r = lane; r < kRows; r += 32) {
-        sm80::row_stats(p, seq, step_row0(step) + r, step_head(step), sm.lse[s * kRows + r],
-                        sm.delta[s * kRows + r]);
+    const auto fetch_rows = [&](int step, int lane) {
+      constexpr int kPerLane = kRows / 32;
+      float lse[kPerLane];
+      float delta[kPerLane];
+#pragma unroll
+      for (int r = 0; r < kPerLane; ++r) {
+        sm80::row_stats(p, seq, step_row0(step) + lane + 32 * r, step_head(step), lse[r],
+                        delta[r]);
       }
+      return [&sm, lse, delta, lane](int s) {
+        const int first = s * Shape::kStreamed + lane;
+#pragma unroll
+        for (int r = 0; r < kPerLane; ++r) {
+          sm.lse[first + 32 * r] = lse[r];
+          sm.delta[first + 32 * r] = delta[r];
+        }
+      };
     };
     produce_bwd<T, kHeadDim>(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
-                             static_cast<int>(seq.batch), steps, stream, stage_rows);
+                             static_cast<int>(seq.batch), steps, stream, fetch_rows);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -579,7 +594,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     const auto stream = [&](int step) {
       return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
     };
-    const auto no_rows = [](int, int, int) {};
+    const auto no_rows = [](int, int) { return [](int) {}; };
     produce_bwd<T, kHeadDim>(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
                              static_cast<int>(seq.batch), steps, stream, no_rows);
     return;
