@@ -42,26 +42,32 @@ struct BwdShape {
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kResident = 64 * kConsumers;
   static constexpr int kStreamed = 64;
-  static constexpr int kStages = 2;
+  // Three streamed stages: with two, a stage's refill (released once both warpgroups' dV and
+  // dK products of a step are done) had one step's time to land, and the hd-128 kernel ran at
+  // 37% of the tensor pipe (Nsight Compute, H100).
+  static constexpr int kStages = 3;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
-  // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys): a step's dS
-  // is read one step after it is written, and three stages let either warpgroup run up to a
-  // step ahead of the other.
-  static constexpr int kDsStages = 3;
-  static constexpr int kDsBytes = kStreamed * kResident * 2;
   // Each consumer's dQ of a step (kStreamed rows x kDqCols, fp32) goes through shared memory
   // to the producer warpgroup's other kDqWriters warps, which add it into dq_accum: the
   // consumers never wait on the atomics.
   static constexpr int kDqCols = kHeadDim / 2;
   static constexpr int kDqWriters = 3;
   static constexpr int kDqStageBytes = kStreamed * kDqCols * 4;
-  static constexpr int smem_bytes(bool with_ds) {
+  static constexpr int kDsBytes = kStreamed * kResident * 2;
+  static constexpr int smem_bytes(bool with_ds, int ds_stages) {
     return kResidentBytes + kStages * kStreamedBytes +
-           (with_ds ? kDsStages * kDsBytes + kConsumers * kDqStageBytes : 0) +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
+           (with_ds ? ds_stages * kDsBytes + kConsumers * kDqStageBytes : 0) +
+           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * ds_stages + 2 * kConsumers) +
            kSwizzleBytes;
   }
+  // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys): a step's dS
+  // is read one step after it is written, and three stages let either warpgroup run up to a
+  // step ahead of the other. Head dim 128 has room for two beside the three streamed stages
+  // (232056 of 232448 bytes).
+  static constexpr int kDsStages = smem_bytes(true, 3) <= kMaxBlockSmemBytes ? 3 : 2;
+  static constexpr int smem_bytes(bool with_ds) { return smem_bytes(with_ds, kDsStages); }
+  static_assert(smem_bytes(true) <= kMaxBlockSmemBytes, "the accumulating kernel's tiles fit");
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };

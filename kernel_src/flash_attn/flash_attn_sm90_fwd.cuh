@@ -72,7 +72,7 @@ struct FwdShape {
   }
   // Three K/V stages where they fit in the 227 KiB a block may have (hd 128 with 128-key tiles:
   // 32 KiB Q + 3 x 64 KiB), else two.
-  static constexpr int kStages = smem_bytes(3) <= 227 * 1024 ? 3 : 2;
+  static constexpr int kStages = smem_bytes(3) <= kMaxBlockSmemBytes ? 3 : 2;
   static constexpr int kSmemBytes = smem_bytes(kStages);
   // Per thread: the producer keeps 24 registers and the consumers share the rest of the 64K
   // of a multiprocessor (setmaxnreg counts in multiples of 8): 24 + 2 x 240, 24 + 3 x 160.

@@ -21,6 +21,8 @@ namespace tk::flash_attn::sm90 {
 // descriptors; the swizzle repeats every kSwizzleBytes (8 rows), where every chunk starts.
 inline constexpr int kChunkElements = 64;
 inline constexpr int kSwizzleBytes = 1024;
+// The shared memory one block may have on sm_90 (232448 bytes).
+inline constexpr int kMaxBlockSmemBytes = 227 * 1024;
 
 // Descriptor of a 128-byte-swizzled operand starting at `smem` (shared-memory address).
 // K-major (A, and B of S = Q K^T): rows are M or N, 8-row groups 1024 bytes apart (stride byte
