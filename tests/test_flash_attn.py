@@ -290,10 +290,13 @@ def test_strided_inputs(backend):
                                       wide, wide, wide, None, None, 0, 0, 0.1, False, -1, -1)
 
 
-def test_deterministic_backward_is_bitwise_reproducible(backend):
+# On sm_90: head dim 64 sums dQ with atomics unless deterministic (then the sm_80 kernels), 128
+# runs the dk/dv and dq kernels either way.
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_deterministic_backward_is_bitwise_reproducible(backend, head_dim):
     kernel, device = backend
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    shape = (1, 20, 20, 2, 1, 64) if device == "cpu" else (2, 1000, 1000, 8, 2, 128)
+    shape = (1, 20, 20, 2, 1, head_dim) if device == "cpu" else (2, 1000, 1000, 8, 2, head_dim)
     q, k, v = _qkv(*shape, dtype, device)
     out, lse = kernel.flash_attn(q, k, v, causal=True, return_lse=True)
     dout = torch.randn_like(out)
@@ -306,8 +309,7 @@ def test_deterministic_backward_is_bitwise_reproducible(backend):
     first, second = grads(True), grads(True)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    # Both paths against the reference: the default one (on sm_90 at head dim 128, dQ summed
-    # with atomics) and the deterministic one.
+    # Both paths against the reference: the default one and the deterministic one.
     for deterministic, result in ((False, grads(False)), (True, first)):
         _check_against_reference(kernel, [q, k, v], out, lse, result, dout,
                                  f"deterministic={deterministic}", causal=True, window=(-1, -1))
@@ -425,8 +427,8 @@ EMULATED_CASES = [
 ]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window;
 # unmasked: wide key tiles) and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and
-# Sq > Sk; GQA. The backward at 64 and 128 sums dQ with atomics unless deterministic (then: the
-# separate dq kernel).
+# Sq > Sk; GQA. The backward at 64 sums dQ with atomics unless deterministic (then: the sm_80
+# kernels); at 128 it runs the dk/dv kernel, then the dq kernel.
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three

@@ -121,8 +121,8 @@ inline Status check_problem_shape(const Problem& p) {
 // is the tensors'): fp16 and bf16 only; q, k, v, dout 16-byte aligned with strides that are
 // multiples of 8 elements; cu_seqlens are device pointers whose contents are trusted (not read
 // on the host), and every sequence must be at most max_seqlen long. The backward is
-// deterministic (no atomics) except where bwd_cuda_accumulates_dq: on sm_90 at head dims 64 and
-// 128 without `deterministic`, dQ is summed over key blocks with fp32 atomics in dq_accum.
+// deterministic (no atomics) except where bwd_cuda_accumulates_dq: on sm_90 at head dim 64
+// without `deterministic`, dQ is summed over key blocks with fp32 atomics in dq_accum.
 Status fwd_cuda(const FwdArgs& args, void* stream);
 Status bwd_cuda(const BwdArgs& args, void* stream);
 // Whether bwd_cuda on the current device needs args.dq_accum for this problem (false when the

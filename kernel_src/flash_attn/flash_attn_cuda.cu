@@ -109,6 +109,7 @@ struct RunFwd {
   }
 };
 
+// The sm_90a backward where runs_sm90_bwd (`sm90`), else sm_80's.
 template <typename T, int kHeadDim>
 struct RunBwd {
   static Status call(const sm80::Params& p, cudaStream_t s, bool sm90) {
@@ -133,9 +134,13 @@ Status use_sm90(const Problem& p, bool* use) {
   return Status::Ok();
 }
 
-// The sm_90a backward sums dQ with atomics unless asked to be deterministic.
+// Whether the sm_90a backward runs, and whether it sums dQ with atomics (sm90::has_bwd).
+bool runs_sm90_bwd(const Problem& p, bool deterministic, bool sm90) {
+  return sm90 && sm90::has_bwd(p.head_dim, deterministic);
+}
+
 bool accumulates_dq(const Problem& p, bool deterministic, bool sm90) {
-  return sm90 && !deterministic && sm90::has_bwd(p.head_dim);
+  return runs_sm90_bwd(p, deterministic, sm90) && sm90::accumulates_dq(p.head_dim);
 }
 
 }  // namespace
@@ -209,7 +214,8 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
     }
     params.dq_accum = a.dq_accum;
   }
-  return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream), sm90);
+  return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream),
+                         runs_sm90_bwd(p, a.deterministic, sm90));
 }
 
 }  // namespace tk::flash_attn

@@ -3,15 +3,15 @@
 // after the sm_80 delta kernel (delta = rowsum(dout * out)):
 //   dk/dv: one block per (128 keys, key head, sequence); K and V stay in shared memory, and the
 //     (query head of the group, 64-query block) steps that see the keys stream Q and dout
-//     through two stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
+//     through three stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   Accumulating (kWithDq, the default): the dk/dv kernel also writes each step's dS (both
+//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel also writes each step's dS (both
 //     warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows, each
 //     warpgroup half of the head dim, which three producer warps add into the fp32 dq_accum
-//     with atomics: five products per step instead of the seven of the deterministic form.
+//     with atomics: five products per step instead of the seven of the two-kernel form.
 //     Then dq = dq_accum * scale, rounded, one warp per row.
-//   Deterministic (no atomics): dk/dv as above, then dq: one block per (128 query rows, query
+//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block per (128 query rows, query
 //     head, sequence); Q and dout stay, K and V stream in 64-key tiles: S = Q K^T,
 //     dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
@@ -23,6 +23,7 @@
 
 #include "flash_attn/flash_attn_sm80_bwd.cuh"
 #include "flash_attn/flash_attn_sm90.cuh"
+#include "flash_attn/flash_attn_sm90_launch.h"
 
 namespace tk::flash_attn::sm90 {
 
@@ -42,9 +43,9 @@ struct BwdShape {
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kResident = 64 * kConsumers;
   static constexpr int kStreamed = 64;
-  // Three streamed stages: with two, a stage's refill (released once both warpgroups' dV and
-  // dK products of a step are done) had one step's time to land, and the hd-128 kernel ran at
-  // 37% of the tensor pipe (Nsight Compute, H100).
+  // Three streamed stages, so that a stage's refill has two steps' time to land; the
+  // accumulating kernel measured the same with two (H100), the two-kernel form's figures in
+  // flash_attn_sm90_launch.h are with three.
   static constexpr int kStages = 3;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
@@ -54,20 +55,18 @@ struct BwdShape {
   static constexpr int kDqCols = kHeadDim / 2;
   static constexpr int kDqWriters = 3;
   static constexpr int kDqStageBytes = kStreamed * kDqCols * 4;
-  static constexpr int kDsBytes = kStreamed * kResident * 2;
-  static constexpr int smem_bytes(bool with_ds, int ds_stages) {
-    return kResidentBytes + kStages * kStreamedBytes +
-           (with_ds ? ds_stages * kDsBytes + kConsumers * kDqStageBytes : 0) +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * ds_stages + 2 * kConsumers) +
-           kSwizzleBytes;
-  }
   // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys): a step's dS
   // is read one step after it is written, and three stages let either warpgroup run up to a
-  // step ahead of the other. Head dim 128 has room for two beside the three streamed stages
-  // (232056 of 232448 bytes).
-  static constexpr int kDsStages = smem_bytes(true, 3) <= kMaxBlockSmemBytes ? 3 : 2;
-  static constexpr int smem_bytes(bool with_ds) { return smem_bytes(with_ds, kDsStages); }
-  static_assert(smem_bytes(true) <= kMaxBlockSmemBytes, "the accumulating kernel's tiles fit");
+  // step ahead of the other.
+  static constexpr int kDsStages = 3;
+  static constexpr int kDsBytes = kStreamed * kResident * 2;
+  static constexpr int smem_bytes(bool with_ds) {
+    return kResidentBytes + kStages * kStreamedBytes +
+           (with_ds ? kDsStages * kDsBytes + kConsumers * kDqStageBytes : 0) +
+           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
+           kSwizzleBytes;
+  }
+  static_assert(smem_bytes(accumulates_dq(kHeadDim)) <= kMaxBlockSmemBytes, "the tiles fit");
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };

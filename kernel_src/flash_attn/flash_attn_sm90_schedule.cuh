@@ -114,7 +114,7 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
     return s;
   }
   const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
-  if (p.dq_accum != nullptr) {
+  if constexpr (accumulates_dq(kHeadDim)) {
     if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
                                     Shape::smem_bytes(true), key_blocks, Shape::kThreads, dk_dv,
                                     stream);
@@ -123,28 +123,29 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
     }
     return Launcher::launch(bwd_dq_convert_kernel<T, kHeadDim>, 0, delta_blocks, sm80::kThreads,
                             p, stream);
-  }
-  if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, false>, Shape::smem_bytes(false),
-                                  key_blocks, Shape::kThreads, dk_dv, stream);
-      !s.ok()) {
-    return s;
-  }
+  } else {
+    if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, false>, Shape::smem_bytes(false),
+                                    key_blocks, Shape::kThreads, dk_dv, stream);
+        !s.ok()) {
+      return s;
+    }
 
-  BwdParams dq;
-  dq.base = p;
-  if (Status s = encode_pair<T, kHeadDim>(dq.resident, dq.resident_rows_first, {q, dout}, batch,
-                                          Shape::kResident);
-      !s.ok()) {
-    return s;
+    BwdParams dq;
+    dq.base = p;
+    if (Status s = encode_pair<T, kHeadDim>(dq.resident, dq.resident_rows_first, {q, dout}, batch,
+                                            Shape::kResident);
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = encode_pair<T, kHeadDim>(dq.streamed, dq.streamed_rows_first, {k, v}, batch,
+                                            Shape::kStreamed);
+        !s.ok()) {
+      return s;
+    }
+    return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false),
+                            sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
+                            Shape::kThreads, dq, stream);
   }
-  if (Status s = encode_pair<T, kHeadDim>(dq.streamed, dq.streamed_rows_first, {k, v}, batch,
-                                          Shape::kStreamed);
-      !s.ok()) {
-    return s;
-  }
-  return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false),
-                          sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
-                          Shape::kThreads, dq, stream);
 }
 
 }  // namespace tk::flash_attn::sm90

@@ -20,11 +20,12 @@ Semantics (every backend, and the reference):
   their last dimension is contiguous; otherwise they are copied once.
 - The backward is bitwise deterministic on the CPU and Triton backends (Triton computes dq in
   its own kernel, without atomics, which measured faster than atomics on an H200; the CPU
-  kernels sum in a fixed order) and on the CUDA sm_80 kernels. The sm_90a CUDA backward at head
-  dims 64 and 128 sums dq over key blocks with fp32 atomics (five matrix products per step
+  kernels sum in a fixed order) and on the CUDA sm_80 kernels. The sm_90a CUDA backward computes
+  dq in its own kernel at head dim 128 (faster there than summing it with atomics, H100), and
+  at head dim 64 sums dq over key blocks with fp32 atomics (five matrix products per step
   instead of seven) unless asked to be deterministic: autograd passes
   ``torch.are_deterministic_algorithms_enabled()`` and the ``*_backward`` op takes the flag
-  explicitly; deterministic, it computes dq in its own kernel.
+  explicitly; deterministic, head dim 64 runs the sm_80 kernels.
 
 This module holds the fp32 reference, the argument checks, the fakes of every op, the public
 API, and the Python backends (functional ops, autograd, Triton launchers) of the Triton variant.
