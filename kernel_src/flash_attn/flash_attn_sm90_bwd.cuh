@@ -429,8 +429,11 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
   // At head dim 64 the registers have room for this warp's 16 keys of K and V as A fragments
   // (16 each): S^T and dP^T then read only Q and dout from shared memory each step. At 128
-  // (32 each) ptxas spills and serializes the wgmmas.
-  constexpr bool kResidentInRegisters = kHeadDim <= 64;
+  // (32 each) ptxas spills and serializes the wgmmas. Only with kWithDq: without it, ptxas
+  // 13.0.88 packed P^T and dS^T into the K and V fragments' registers (SASS of the hd-64
+  // kernel), so from the second step on S^T was computed from the last step's P^T (wrong dK and
+  // dV on an H100 at any sequence of two or more query blocks; one block was right).
+  constexpr bool kResidentInRegisters = kHeadDim <= 64 && kWithDq;
   constexpr int kFragSteps = kResidentInRegisters ? kHeadDim / 16 : 1;
   uint32_t k_frags[kFragSteps][4];
   uint32_t v_frags[kFragSteps][4];

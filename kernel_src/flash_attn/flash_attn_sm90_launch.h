@@ -23,9 +23,10 @@ constexpr bool has_bwd(int head_dim) { return head_dim == 64 || head_dim == 128;
 //   head dim 128 1.24x-1.33x faster than the accumulating form (4x32x4096x128: 7685 -> 6198 us;
 //   apart, the dk/dv and dq kernels each run at about 676 TFLOP/s), so the only form there;
 // - accumulating, one dk/dv kernel that also sums dQ with fp32 atomics (five products): head
-//   dim 64 when not deterministic. There the two-kernel form failed the reference on an H100
-//   (2x16x16384x64) while its emulated cases pass, so the deterministic backward at 64 runs the
-//   sm_80 kernels.
+//   dim 64 when not deterministic. There the two-kernel form gave wrong dK and dV on an H100
+//   (ptxas reused the K/V fragment registers; bwd_dk_dv_kernel now keeps those fragments in
+//   registers only when it sums dQ) and is not yet measured without them, so the deterministic
+//   backward at 64 runs the sm_80 kernels.
 constexpr bool accumulates_dq(int head_dim) { return head_dim == 64; }
 constexpr bool has_bwd(int head_dim, bool deterministic) {
   return head_dim == 128 || (head_dim == 64 && !deterministic);
