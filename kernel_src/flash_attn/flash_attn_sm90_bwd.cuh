@@ -6,14 +6,14 @@
 //     through three stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel also writes each step's dS (both
-//     warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows, each
-//     warpgroup half of the head dim, which three producer warps add into the fp32 dq_accum
-//     with atomics: five products per step instead of the seven of the two-kernel form.
-//     Then dq = dq_accum * scale, rounded, one warp per row.
-//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block per (128 query rows, query
-//     head, sequence); Q and dout stay, K and V stream in 64-key tiles: S = Q K^T,
-//     dP = dout V^T, dS = P (dP - delta), dQ += dS K.
+//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel
+//     also writes each step's dS (both warpgroups' keys) to shared memory and computes
+//     dQ = dS K for the step's 64 rows, each warpgroup half of the head dim, which three
+//     producer warps add into the fp32 dq_accum with atomics: five products per step instead
+//     of the seven of the two-kernel form. Then dq = dq_accum * scale, rounded, one warp per row.
+//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block
+//     per (128 query rows, query head, sequence); Q and dout stay, K and V stream in 64-key
+//     tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
 // Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers.
 // Framework-free: CUDA headers only.
