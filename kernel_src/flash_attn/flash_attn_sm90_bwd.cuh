@@ -509,26 +509,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
       two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
     }
 
-    const float* lse = sm.lse + s * kRows;
-    const float* delta = sm.delta + s * kRows;
-    sm80::with_mask_test(!mask.all_allowed(m0, kRows, warp_key0, 16), [&](auto masked) {
-#pragma unroll
-      for (int n = 0; n < kRows / 8; ++n) {
-        const int r = n * 8 + 2 * (lane % 4);
-        const float2 lse2 = *reinterpret_cast<const float2*>(lse + r);
-        const float2 delta2 = *reinterpret_cast<const float2*>(delta + r);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = warp_key0 + lane / 4 + 8 * (e / 2);
-          const float row_lse = (e & 1) ? lse2.y : lse2.x;
-          const float row_delta = (e & 1) ? delta2.y : delta2.x;
-          const float prob = sm80::probability<decltype(masked)::value>(
-              st[n][e], p.scale_log2, row_lse, mask, m0 + r + (e & 1), j);
-          st[n][e] = prob;
-          dpt[n][e] = prob * (dpt[n][e] - row_delta);
-        }
-      }
-    });
+    sm80::transposed_probs_to_ds<kRows>(st, dpt, sm.lse + s * kRows, sm.delta + s * kRows, mask,
+                                        m0, warp_key0, lane, p.scale_log2);
     uint32_t pa[kRows / 16][4];
     uint32_t dsa[kRows / 16][4];
     a_fragments<T, kRows>(pa, st);
