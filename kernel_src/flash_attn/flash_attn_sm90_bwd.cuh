@@ -133,6 +133,23 @@ struct BwdSmem {
     }
     fence_barrier_init();
   }
+
+  // zero_tail_rows of both resident tiles, or of both tiles of streamed stage s: rows
+  // first_row .. of each.
+  __device__ __forceinline__ void zero_resident_tails(int first_row, int consumer) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, Shape::kResident>(resident[t], first_row, consumer);
+    }
+  }
+
+  __device__ __forceinline__ void zero_streamed_tails(int s, int first_row, int consumer) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, Shape::kStreamed>(streamed[t] + s * Shape::kStreamed * kHeadDim,
+                                                 first_row, consumer);
+    }
+  }
 };
 
 // The producer warp of a backward block: copies the resident pair once, then per step the
@@ -420,10 +437,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   float dv[kHeadDim / 8][4] = {};
   if (steps > 0) {
     mbarrier_wait(sm.resident_full, 0);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kKeys>(sm.resident[t], static_cast<int>(seq.k_len) - n0, consumer);
-    }
+    sm.zero_resident_tails(static_cast<int>(seq.k_len) - n0, consumer);
   }
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
@@ -490,11 +504,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kRows>(sm.streamed[t] + s * kRows * kHeadDim,
-                                      static_cast<int>(seq.q_len) - m0, consumer);
-    }
+    sm.zero_streamed_tails(s, static_cast<int>(seq.q_len) - m0, consumer);
     if constexpr (kResidentInRegisters) {
       wgmma_fence();
       issue_rs_bt<T, kHeadDim, kRows>(st, k_frags, q_stage);
@@ -602,11 +612,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   float dq[kHeadDim / 8][4] = {};
   if (steps > 0) {
     mbarrier_wait(sm.resident_full, 0);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kRows>(sm.resident[t], static_cast<int>(seq.q_len) - block.m0,
-                                      consumer);
-    }
+    sm.zero_resident_tails(static_cast<int>(seq.q_len) - block.m0, consumer);
   }
   const uint32_t q_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t dout_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
@@ -619,11 +625,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float sc[kKeys / 8][4] = {};
     float dp[kKeys / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kKeys>(sm.streamed[t] + s * kKeys * kHeadDim,
-                                      static_cast<int>(seq.k_len) - j0, consumer);
-    }
+    sm.zero_streamed_tails(s, static_cast<int>(seq.k_len) - j0, consumer);
     two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
     sm80::scores_to_ds<kKeys>(sc, dp, block.mask, warp_row0, j0, lane, p.scale_log2, row_lse,
