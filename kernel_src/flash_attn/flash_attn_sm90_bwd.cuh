@@ -3,15 +3,16 @@
 // after the sm_80 delta kernel (delta = rowsum(dout * out)):
 //   dk/dv: one block per (128 keys, key head, sequence); K and V stay in shared memory, and the
 //     (query head of the group, 64-query block) steps that see the keys stream Q and dout
-//     through three stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
+//     through kStages stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel
-//     also writes each step's dS (both warpgroups' keys) to shared memory and computes
-//     dQ = dS K for the step's 64 rows, each warpgroup half of the head dim, which three
-//     producer warps add into the fp32 dq_accum with atomics: five products per step instead
-//     of the seven of the two-kernel form. Then dq = dq_accum * scale, rounded, one warp per row.
-//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block
+//   Accumulating (kWithDq; unless deterministic): the dk/dv kernel also writes each step's dS
+//     (both warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows,
+//     each warpgroup half of the head dim, which it stages in shared memory for one producer
+//     thread to add into the fp32 dq_accum with one bulk reduction (the L2 does the adds): five
+//     products per step instead of the seven of the two-kernel form. Then dq = dq_accum *
+//     scale, rounded, one warp per row.
+//   Two kernels (deterministic: no sums across blocks): dk/dv as above, then dq: one block
 //     per (128 query rows, query head, sequence); Q and dout stay, K and V stream in 64-key
 //     tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
@@ -65,7 +66,7 @@ struct BwdShape {
            2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
            kSwizzleBytes;
   }
-  static_assert(smem_bytes(accumulates_dq(kHeadDim)) <= kMaxBlockSmemBytes, "the tiles fit");
+  static_assert(smem_bytes(true) <= kMaxBlockSmemBytes, "the tiles fit");
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };

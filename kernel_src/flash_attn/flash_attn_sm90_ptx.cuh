@@ -1,7 +1,7 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
 // the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store
-// and the vector atomic add of the backward.
+// and the backward's bulk reduction into global memory.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
