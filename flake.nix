@@ -1,5 +1,5 @@
 {
-  description = "transformer-kernels: a shell with kernel-builder's toolchain, and an app that builds this checkout's variants into build/";
+  description = "transformer-kernels: kernel-builder's toolchain and a build-and-copy app";
 
   # One nixpkgs pin carries one torch, so the Nix route builds that torch's variants only; the
   # release matrix (builder/kernel_builder/matrix.toml) is CI's, one environment per variant.
@@ -7,7 +7,7 @@
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
-    { self, nixpkgs }:
+    { nixpkgs, ... }:
     let
       systems = [
         "x86_64-linux"
@@ -51,6 +51,7 @@
 
           toolchainEnv = ''
             export CUDA_HOME=${cudaHome}
+            # kernel-builder compiles and links with $CXX (g++ from PATH when unset).
             export CXX=${hostCc}/bin/g++
             # nixpkgs hands nvcc its host compiler from a setup hook, which neither the app nor
             # a plain shell runs.
@@ -107,18 +108,18 @@
                     ;;
                   # argparse takes any unambiguous prefix (--ou, --conf), hence the globs.
                   --o* | --c*)
-                    echo "build-and-copy: $arg is refused: this app builds ./build.toml into ./build/ (in \`nix develop\`, kernel-builder build takes --out and --config)" >&2
+                    echo "build-and-copy: $arg is refused: this app builds ./build.toml into ./build/" >&2
                     exit 2
                     ;;
                 esac
               done
 
               if [ ! -f build.toml ]; then
-                echo "build-and-copy: no build.toml in $PWD; run it at the root of a transformer-kernels checkout" >&2
+                echo "build-and-copy: no build.toml in $PWD (run it at a transformer-kernels checkout's root)" >&2
                 exit 2
               fi
               if [ ! -d builder/kernel_builder ] || [ ! -d loader/kernel_hub ]; then
-                echo "build-and-copy: $PWD has a build.toml but not builder/kernel_builder and loader/kernel_hub; this app runs the builder of a transformer-kernels checkout" >&2
+                echo "build-and-copy: no builder/kernel_builder or loader/kernel_hub in $PWD to run" >&2
                 exit 2
               fi
 
@@ -150,10 +151,10 @@
             ];
             shellHook = ''
               ${toolchainEnv}
-              if [ -f build.toml ] && [ -d builder/kernel_builder ]; then
+              if [ -f build.toml ] && [ -d builder/kernel_builder ] && [ -d loader/kernel_hub ]; then
                 ${checkoutEnv}
               else
-                echo "transformer-kernels shell: no build.toml and builder/ in $PWD, so kernel_builder is not on PYTHONPATH; enter the shell at the checkout's root" >&2
+                echo "kernel_builder is not on PYTHONPATH: $PWD is not a transformer-kernels checkout's root" >&2
               fi
             '';
           };
@@ -167,7 +168,7 @@
       buildAndCopyApp = s: {
         type = "app";
         program = "${s.buildAndCopy}/bin/build-and-copy";
-        meta.description = "Build the variants this environment's torch can build into ./build/ and check them";
+        meta.description = "Build and check the variants of this environment's torch in ./build/";
       };
     in
     {
