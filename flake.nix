@@ -3,8 +3,10 @@
 
   # One nixpkgs pin carries one torch, so the Nix route builds that torch's variants only; the
   # release matrix (builder/kernel_builder/matrix.toml) is CI's, one environment per variant.
-  # The first `nix run` or `nix develop` writes flake.lock, which is to be committed.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  # nixos-unstable: the release branches up to nixos-25.11 were cut before torch 2.11, the
+  # project's floor (pyproject.toml). The first `nix run` or `nix develop` writes flake.lock,
+  # which pins the revision and is to be committed.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs =
     { nixpkgs, ... }:
