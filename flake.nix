@@ -15,6 +15,15 @@
         "x86_64-linux"
         "aarch64-linux"
       ];
+      # The release matrix's torch versions, read from the builder's matrix, for --help.
+      matrixTorches = builtins.attrNames (
+        builtins.listToAttrs (
+          map (entry: {
+            name = entry.torch;
+            value = null;
+          }) (builtins.fromTOML (builtins.readFile ./builder/kernel_builder/matrix.toml)).arch
+        )
+      );
       forEachSystem =
         f:
         builtins.listToAttrs (
@@ -83,7 +92,7 @@
             This environment has one torch: ${torch.version}, built for CUDA ${cudaPackages.cudaMajorMinorVersion},
             from the flake's nixpkgs pin. What comes out is that torch's own CUDA and CPU
             variants for this machine, the release-matrix entries that match it (the matrix
-            has torch 2.11 and 2.14), and the noarch Triton variants; the builder reports every
+            has torch ${builtins.concatStringsSep " and " matrixTorches}), and the noarch Triton variants; the builder reports every
             other matrix entry as skipped, with the reason. The whole matrix is built by CI, one
             environment per variant.
           '';
