@@ -434,8 +434,10 @@ EMULATED_SM90_CASES = [
     # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three
     # query blocks (block 0 takes two, its second starting on a later key stage).
     (3, 50, 90, 1, 1, 64, False, (-1, -1), torch.bfloat16),
-    # No mask at head dim 128: the 176-key tiles, the last one partial; four items.
+    # No mask at head dim 128: the 176-key tiles, the last one computed 64 keys wide (390 =
+    # 2 x 176 + 38); four items. Then 128 keys wide (450 = 2 x 176 + 98).
     (1, 130, 390, 2, 1, 128, False, (-1, -1), torch.bfloat16),
+    (1, 64, 450, 1, 1, 128, False, (-1, -1), torch.float16),
     # Causal, three row tiles per head: units pair row tiles 2 and 0, and 1 is alone (its pair
     # skipped); four units over two blocks.
     (1, 300, 300, 2, 1, 128, True, (-1, -1), torch.bfloat16),

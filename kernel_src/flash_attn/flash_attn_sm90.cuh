@@ -102,9 +102,10 @@ __device__ __forceinline__ uint64_t kmajor_step(uint32_t rows, int kk) {
 }
 
 // acc = A B^T for one warpgroup (both K-major in shared memory, kDepth columns): A is 64 rows of
-// a tile of kARows rows starting at shared address `a_rows`, B all kBRows rows of a tile.
-template <typename T, int kDepth, int kARows, int kBRows>
-__device__ __forceinline__ void issue_a_bt(float (&acc)[kBRows / 8][4], uint32_t a_rows,
+// a tile of kARows rows starting at shared address `a_rows`, B the first kBCols rows (all by
+// default) of a tile of kBRows rows.
+template <typename T, int kDepth, int kARows, int kBRows, int kBCols = kBRows>
+__device__ __forceinline__ void issue_a_bt(float (&acc)[kBCols / 8][4], uint32_t a_rows,
                                            uint32_t b_tile) {
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {

@@ -116,6 +116,12 @@ __device__ __forceinline__ void online_softmax(float (&s)[kKeys / 8][4], float (
   }
 }
 
+// A tile width as a type, for the generic lambdas that take one.
+template <int kCols>
+struct Width {
+  static constexpr int kValue = kCols;
+};
+
 template <int kTiles>
 __device__ __forceinline__ void scale_rows(float (&o)[kTiles][4], const float (&factor)[2]) {
 #pragma unroll
@@ -272,12 +278,14 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
     if (first_tile < end_tile) {
       // Scores of `tile` (complete in s): masked where needed, turned into probabilities.
       float rescale[2];
-      const auto softmax = [&](float (&s)[kKeys / 8][4], int tile) {
+      // s is the first kCols keys of the tile (all of it, or the last tile narrowed).
+      const auto softmax = [&](auto& s, int tile) {
+        constexpr int kCols = 8 * static_cast<int>(sizeof(s) / sizeof(s[0]));
         const int j0 = tile * kKeys;
-        if (!block.mask.all_allowed(warp_row0, 16, j0, kKeys)) {
-          mask_rows<kKeys>(s, block.mask, warp_row0 + lane / 4, j0 + 2 * (lane % 4));
+        if (!block.mask.all_allowed(warp_row0, 16, j0, kCols)) {
+          mask_rows<kCols>(s, block.mask, warp_row0 + lane / 4, j0 + 2 * (lane % 4));
         }
-        online_softmax<kKeys>(s, row_max, row_sum, rescale, scale_log2);
+        online_softmax<kCols>(s, row_max, row_sum, rescale, scale_log2);
       };
       // Once the scores of the query block's last tile are in, Q is not read again.
       const auto release_keys = [&](int s, int tile) {
@@ -302,7 +310,10 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
       softmax(sc, first_tile);
       a_fragments<T, kKeys>(pa, sc);
 
-      for (int tile = first_tile + 1; tile < end_tile; ++tile) {
+      // Tile `tile` after the first: its scores (the first kCols keys) issued with P V of the
+      // previous tile, then its softmax while that product runs.
+      const auto step = [&](int tile, auto& scores) {
+        constexpr int kCols = 8 * static_cast<int>(sizeof(scores) / sizeof(scores[0]));
         const int it = loaded_tiles + tile - first_tile;
         const int s = it % kStages;
         const int prev = (it - 1) % kStages;
@@ -310,7 +321,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
         mbarrier_wait(&v_full[prev], ((it - 1) / kStages) & 1);
         take_turn();
         wgmma_fence();
-        issue_a_bt<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage(s));
+        issue_a_bt<T, kHeadDim, kRows, kKeys, kCols>(scores, q_rows, k_stage(s));
         wgmma_commit();
         fence_registers(o);
         wgmma_fence();
@@ -319,9 +330,9 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
         pass_turn();
 
         wgmma_wait<1>();  // the scores; P V of the previous tile may still run
-        fence_registers(sc);
+        fence_registers(scores);
         release_keys(s, tile);
-        softmax(sc, tile);
+        softmax(scores, tile);
 
         wgmma_wait<0>();
         fence_registers(o);
@@ -329,26 +340,57 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
         if (lane == 0) mbarrier_arrive(&v_empty[prev]);
         // Once the running max settles most tiles leave it unchanged: no 64-register multiply.
         if (rescale[0] != 1.0f || rescale[1] != 1.0f) scale_rows(o, rescale);
+      };
+      // O += P V of the last tile, P the first kDepth keys.
+      const auto last_p_v = [&](auto& p_last) {
+        constexpr int kDepth = 16 * static_cast<int>(sizeof(p_last) / sizeof(p_last[0]));
+        const int it_last = loaded_tiles + end_tile - 1 - first_tile;
+        const int last = it_last % kStages;
+        mbarrier_wait(&v_full[last], (it_last / kStages) & 1);
+        // Only the last tile can run past the sequence's end; its K rows there are masked.
+        zero_tail_rows<kHeadDim, kKeys>(v_tiles + last * kKeys * kHeadDim,
+                                        static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys,
+                                        consumer);
+        take_turn();
+        fence_registers(o);
+        wgmma_fence();
+        issue_p_b<T, kDepth, kHeadDim, kKeys>(o, p_last, v_stage(last));
+        wgmma_commit();
+        pass_turn();
+        wgmma_wait<0>();
+        fence_registers(o);
+        fence_fragments(p_last);
+        if (lane == 0) mbarrier_arrive(&v_empty[last]);
+      };
+      // The last tile of the 176-key kernel (no mask: its keys end at k_len) is computed 64 or
+      // 128 keys wide where its keys fit: 4096 keys are 23 x 176 + 48. With all 176, the tensor
+      // pipe was busy 3.1% more cycles than cuDNN's 128-key kernel at 4x32x4096x128 (Nsight
+      // Compute, H100), the keys past 4096. The first tile keeps its width.
+      const auto narrow_last = [&](auto width) {
+        constexpr int kCols = decltype(width)::kValue;
+        float sn[kCols / 8][4] = {};
+        uint32_t pn[kCols / 16][4];
+        step(end_tile - 1, sn);
+        a_fragments<T, kCols>(pn, sn);
+        last_p_v(pn);
+      };
+      int narrow_keys = 0;
+      if constexpr (kKeys == kWideKeys) {
+        const int last_keys = static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys;
+        if (end_tile - first_tile >= 2) narrow_keys = last_keys <= 64 ? 64 : last_keys <= 128 ? 128 : 0;
+      }
+      const int full_end = narrow_keys > 0 ? end_tile - 1 : end_tile;
+      for (int tile = first_tile + 1; tile < full_end; ++tile) {
+        step(tile, sc);
         a_fragments<T, kKeys>(pa, sc);
       }
-
-      const int it_last = loaded_tiles + end_tile - 1 - first_tile;
-      const int last = it_last % kStages;
-      mbarrier_wait(&v_full[last], (it_last / kStages) & 1);
-      // Only the last tile can run past the sequence's end; its K rows there are masked.
-      zero_tail_rows<kHeadDim, kKeys>(v_tiles + last * kKeys * kHeadDim,
-                                      static_cast<int>(seq.k_len) - (end_tile - 1) * kKeys,
-                                      consumer);
-      take_turn();
-      fence_registers(o);
-      wgmma_fence();
-      issue_p_b<T, kKeys, kHeadDim, kKeys>(o, pa, v_stage(last));
-      wgmma_commit();
-      pass_turn();
-      wgmma_wait<0>();
-      fence_registers(o);
-      fence_fragments(pa);
-      if (lane == 0) mbarrier_arrive(&v_empty[last]);
+      if (narrow_keys == 64) {
+        narrow_last(Width<64>{});
+      } else if (narrow_keys == 128) {
+        narrow_last(Width<128>{});
+      } else {
+        last_p_v(pa);
+      }
       loaded_tiles += end_tile - first_tile;
       ++loaded_queries;
     }
