@@ -3,9 +3,8 @@
 # tree with the files under BASE_DIR copied over it ("base"; the same relative paths). Copies
 # base in, builds and benchmarks it, puts the tree's own files back, rebuilds (ninja recompiles
 # only what changed) and benchmarks that, then prints `benchmarks.compare` for each peer in
-# TK_AB_PEERS (default: ours). Both runs
-# share the GPU, host and driver; two runs of the same code on two H100 machines of one day
-# differed by 4% (benchmarks/README.md).
+# TK_AB_PEERS (default: ours). Both runs share the GPU, host and driver; two runs of the same
+# code on two H100 machines of one day differed by 4% (benchmarks/README.md).
 #
 #   bash scripts/gpu_ab.sh BASE_DIR BENCH [bench flags...]
 #   e.g. mkdir -p ab/kernel_src/adaln
@@ -13,8 +12,8 @@
 #        bash scripts/gpu_ab.sh ab bench_adaln --dtype bf16 --direction both      (device)
 #
 # Writes $OUT/ab-new/<gpu>.json, $OUT/ab-base/<gpu>.json, $OUT/ab.txt and the build logs; the
-# tree and its build are left as the tree's own files make them. Wheels in .whl/ are installed first, as in
-# gpu_session.sh.
+# tree and its build are left as the tree's own files make them. Wheels in .whl/ are installed
+# first, as in gpu_session.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ] || [ ! -d "$1" ]; then

@@ -118,6 +118,36 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kKeys / 8][4],
   });
 }
 
+// The dk/dv kernels' transposed tile of one warp (C row = key warp_key0 + g, + 8; C column =
+// query row m0 + 8n + 2t, + 1), in place: st, the scores, becomes P^T, and dpt, dP^T, becomes
+// dS^T = P^T (dP^T - delta). lse and delta hold the tile's kRows rows (row_stats; 8-byte
+// aligned, read as pairs).
+template <int kRows>
+__device__ __forceinline__ void transposed_probs_to_ds(float (&st)[kRows / 8][4],
+                                                       float (&dpt)[kRows / 8][4],
+                                                       const float* lse, const float* delta,
+                                                       const Mask& mask, int m0, int warp_key0,
+                                                       int lane, float scale_log2) {
+  with_mask_test(!mask.all_allowed(m0, kRows, warp_key0, 16), [&](auto masked) {
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n) {
+      const int r = n * 8 + 2 * (lane % 4);
+      const float2 lse2 = *reinterpret_cast<const float2*>(lse + r);
+      const float2 delta2 = *reinterpret_cast<const float2*>(delta + r);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int j = warp_key0 + lane / 4 + 8 * (e / 2);
+        const float row_lse = (e & 1) ? lse2.y : lse2.x;
+        const float row_delta = (e & 1) ? delta2.y : delta2.x;
+        const float prob = probability<decltype(masked)::value>(st[n][e], scale_log2, row_lse,
+                                                                 mask, m0 + r + (e & 1), j);
+        st[n][e] = prob;
+        dpt[n][e] = prob * (dpt[n][e] - row_delta);
+      }
+    }
+  });
+}
+
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kThreads) bwd_delta_kernel(const Params p) {
   static_assert(kHeadDim / 8 <= 32, "one 16-byte piece per lane");
@@ -234,20 +264,8 @@ __global__ void __launch_bounds__(kThreads) bwd_dk_dv_kernel(const Params p) {
     mma_a_bt<T, kHeadDim, kRows, kStride>(s, k_tile + key_warp * 16 * kStride, q_s, lane);
     float dp[kRows / 8][4] = {};
     mma_a_bt<T, kHeadDim, kRows, kStride>(dp, v_tile + key_warp * 16 * kStride, dout_s, lane);
-    with_mask_test(!mask.all_allowed(m0, kRows, warp_key0, 16), [&](auto masked) {
-#pragma unroll
-      for (int n = 0; n < kRows / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = n * 8 + 2 * (lane % 4) + (e & 1);
-          const int j = warp_key0 + lane / 4 + 8 * (e / 2);
-          const float prob = probability<decltype(masked)::value>(s[n][e], p.scale_log2,
-                                                                   lse_s[r], mask, m0 + r, j);
-          s[n][e] = prob;
-          dp[n][e] = prob * (dp[n][e] - delta_s[r]);
-        }
-      }
-    });
+    transposed_probs_to_ds<kRows>(s, dp, lse_s, delta_s, mask, m0, warp_key0, lane,
+                                  p.scale_log2);
     mma_p_b<T, kRows, kCols, kStride>(dv, s, dout_s + col_part * kCols, lane);
     mma_p_b<T, kRows, kCols, kStride>(dk, dp, q_s + col_part * kCols, lane);
     // The next iteration's copy overwrites this stage.

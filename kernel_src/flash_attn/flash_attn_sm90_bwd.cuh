@@ -6,14 +6,14 @@
 //     through three stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel also writes each step's dS (both
-//     warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows, each
-//     warpgroup half of the head dim, which three producer warps add into the fp32 dq_accum
-//     with atomics: five products per step instead of the seven of the two-kernel form.
-//     Then dq = dq_accum * scale, rounded, one warp per row.
-//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block per (128 query rows, query
-//     head, sequence); Q and dout stay, K and V stream in 64-key tiles: S = Q K^T,
-//     dP = dout V^T, dS = P (dP - delta), dQ += dS K.
+//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel
+//     also writes each step's dS (both warpgroups' keys) to shared memory and computes
+//     dQ = dS K for the step's 64 rows, each warpgroup half of the head dim, which three
+//     producer warps add into the fp32 dq_accum with atomics: five products per step instead
+//     of the seven of the two-kernel form. Then dq = dq_accum * scale, rounded, one warp per row.
+//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block
+//     per (128 query rows, query head, sequence); Q and dout stay, K and V stream in 64-key
+//     tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
 // Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers.
 // Framework-free: CUDA headers only.
@@ -132,6 +132,23 @@ struct BwdSmem {
       }
     }
     fence_barrier_init();
+  }
+
+  // zero_tail_rows of both resident tiles, or of both tiles of streamed stage s: rows
+  // first_row .. of each.
+  __device__ __forceinline__ void zero_resident_tails(int first_row, int consumer) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, Shape::kResident>(resident[t], first_row, consumer);
+    }
+  }
+
+  __device__ __forceinline__ void zero_streamed_tails(int s, int first_row, int consumer) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      zero_tail_rows<kHeadDim, Shape::kStreamed>(streamed[t] + s * Shape::kStreamed * kHeadDim,
+                                                 first_row, consumer);
+    }
   }
 };
 
@@ -423,10 +440,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   float dv[kHeadDim / 8][4] = {};
   if (steps > 0) {
     mbarrier_wait(sm.resident_full, 0);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kKeys>(sm.resident[t], static_cast<int>(seq.k_len) - n0, consumer);
-    }
+    sm.zero_resident_tails(static_cast<int>(seq.k_len) - n0, consumer);
   }
   const uint32_t k_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t v_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
@@ -493,11 +507,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float st[kRows / 8][4];
     float dpt[kRows / 8][4];
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kRows>(sm.streamed[t] + s * kRows * kHeadDim,
-                                      static_cast<int>(seq.q_len) - m0, consumer);
-    }
+    sm.zero_streamed_tails(s, static_cast<int>(seq.q_len) - m0, consumer);
     if constexpr (kResidentInRegisters) {
       wgmma_fence();
       issue_rs_bt<T, kHeadDim, kRows>(st, k_frags, q_stage);
@@ -512,26 +522,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
       two_products<T, kHeadDim, kKeys, kRows>(st, k_rows, q_stage, dpt, v_rows, dout_stage);
     }
 
-    const float* lse = sm.lse + s * kRows;
-    const float* delta = sm.delta + s * kRows;
-    sm80::with_mask_test(!mask.all_allowed(m0, kRows, warp_key0, 16), [&](auto masked) {
-#pragma unroll
-      for (int n = 0; n < kRows / 8; ++n) {
-        const int r = n * 8 + 2 * (lane % 4);
-        const float2 lse2 = *reinterpret_cast<const float2*>(lse + r);
-        const float2 delta2 = *reinterpret_cast<const float2*>(delta + r);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = warp_key0 + lane / 4 + 8 * (e / 2);
-          const float row_lse = (e & 1) ? lse2.y : lse2.x;
-          const float row_delta = (e & 1) ? delta2.y : delta2.x;
-          const float prob = sm80::probability<decltype(masked)::value>(
-              st[n][e], p.scale_log2, row_lse, mask, m0 + r + (e & 1), j);
-          st[n][e] = prob;
-          dpt[n][e] = prob * (dpt[n][e] - row_delta);
-        }
-      }
-    });
+    sm80::transposed_probs_to_ds<kRows>(st, dpt, sm.lse + s * kRows, sm.delta + s * kRows, mask,
+                                        m0, warp_key0, lane, p.scale_log2);
     uint32_t pa[kRows / 16][4];
     uint32_t dsa[kRows / 16][4];
     a_fragments<T, kRows>(pa, st);
@@ -632,11 +624,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   float dq[kHeadDim / 8][4] = {};
   if (steps > 0) {
     mbarrier_wait(sm.resident_full, 0);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kRows>(sm.resident[t], static_cast<int>(seq.q_len) - block.m0,
-                                      consumer);
-    }
+    sm.zero_resident_tails(static_cast<int>(seq.q_len) - block.m0, consumer);
   }
   const uint32_t q_rows = shared_address(sm.resident[0]) + consumer * 64 * 128;
   const uint32_t dout_rows = shared_address(sm.resident[1]) + consumer * 64 * 128;
@@ -649,11 +637,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float sc[kKeys / 8][4] = {};
     float dp[kKeys / 8][4] = {};
     mbarrier_wait(&sm.full[s], (step / Shape::kStages) & 1);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      zero_tail_rows<kHeadDim, kKeys>(sm.streamed[t] + s * kKeys * kHeadDim,
-                                      static_cast<int>(seq.k_len) - j0, consumer);
-    }
+    sm.zero_streamed_tails(s, static_cast<int>(seq.k_len) - j0, consumer);
     two_products<T, kHeadDim, kRows, kKeys>(sc, q_rows, k_stage, dp, dout_rows, v_stage);
 
     sm80::scores_to_ds<kKeys>(sc, dp, block.mask, warp_row0, j0, lane, p.scale_log2, row_lse,

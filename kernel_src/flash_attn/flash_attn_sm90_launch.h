@@ -28,8 +28,10 @@ constexpr bool has_bwd(int head_dim) { return head_dim == 64 || head_dim == 128;
 //   registers only when it sums dQ) and is not yet measured without them, so the deterministic
 //   backward at 64 runs the sm_80 kernels.
 constexpr bool accumulates_dq(int head_dim) { return head_dim == 64; }
+// Whether the sm_90a backward runs for this head dim: not where its only form sums with atomics
+// and the caller asks for a deterministic backward.
 constexpr bool has_bwd(int head_dim, bool deterministic) {
-  return head_dim == 128 || (head_dim == 64 && !deterministic);
+  return has_bwd(head_dim) && !(deterministic && accumulates_dq(head_dim));
 }
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,
