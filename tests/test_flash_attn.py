@@ -290,8 +290,8 @@ def test_strided_inputs(backend):
                                       wide, wide, wide, None, None, 0, 0, 0.1, False, -1, -1)
 
 
-# On sm_90: head dim 64 sums dQ with atomics unless deterministic (then the sm_80 kernels), 128
-# runs the dk/dv and dq kernels either way.
+# On sm_90 deterministic runs the dk/dv and dq kernels at head dims 64 and 128 (otherwise one
+# kernel sums dQ across key blocks).
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_deterministic_backward_is_bitwise_reproducible(backend, head_dim):
     kernel, device = backend
@@ -427,8 +427,8 @@ EMULATED_CASES = [
 ]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window;
 # unmasked: wide key tiles) and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and
-# Sq > Sk; GQA. The backward at 64 sums dQ with atomics unless deterministic (then: the sm_80
-# kernels); at 128 it runs the dk/dv kernel, then the dq kernel.
+# Sq > Sk; GQA. The backward sums dQ across key blocks with bulk reductions unless
+# deterministic (then: the dk/dv kernel, then the dq kernel).
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three
@@ -511,7 +511,7 @@ def _emulated_id(value):
     if isinstance(value, tuple):
         return f"hdim{value[5]}-{value[1]}x{value[2]}"
     if isinstance(value, bool):
-        return "deterministic" if value else "atomic"
+        return "deterministic" if value else "summed"
     return f"sm{value}"
 
 

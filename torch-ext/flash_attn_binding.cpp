@@ -299,15 +299,16 @@ void flash_attn_bwd_out(at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, const at
   args.q_strides = strides_of(qa, varlen);
   args.k_strides = strides_of(ka, varlen);
   args.v_strides = strides_of(va, varlen);
-  // The sm_90a backward sums dQ in fp32 with atomics unless asked to be deterministic; it asks
-  // for the sum's buffer (on q's device: the lambda runs under its guard).
+  // The sm_90a backward sums dQ in fp32 across key blocks unless asked to be deterministic; it
+  // asks for the sum's buffer (on q's device: the lambda runs under its guard).
   args.deterministic = deterministic;
   at::Tensor dq_accum;
   run_flash_attn(
       q, op,
       [&](void* stream) {
         if (tk::flash_attn::bwd_cuda_accumulates_dq(args.problem, deterministic)) {
-          dq_accum = at::empty(q.sizes(), q.options().dtype(at::kFloat));
+          dq_accum = at::empty({tk::flash_attn::bwd_cuda_dq_accum_floats(args.problem)},
+                               q.options().dtype(at::kFloat));
           args.dq_accum = dq_accum.data_ptr<float>();
         }
         return tk::flash_attn::bwd_cuda(args, stream);

@@ -78,8 +78,8 @@ struct BwdArgs {
   const void* out = nullptr;
   const float* lse = nullptr;
   float* delta = nullptr;  // CUDA only: fp32 scratch of lse's shape (rowsum(dout * out))
-  // CUDA only: fp32 scratch of dq's shape (contiguous), needed when
-  // bwd_cuda_accumulates_dq(problem, deterministic) says so.
+  // CUDA only: fp32 scratch of bwd_cuda_dq_accum_floats(problem) floats (16-byte aligned),
+  // needed when bwd_cuda_accumulates_dq(problem, deterministic) says so.
   float* dq_accum = nullptr;
   bool deterministic = false;
   Strides dout_strides, q_strides, k_strides, v_strides;
@@ -121,13 +121,16 @@ inline Status check_problem_shape(const Problem& p) {
 // is the tensors'): fp16 and bf16 only; q, k, v, dout 16-byte aligned with strides that are
 // multiples of 8 elements; cu_seqlens are device pointers whose contents are trusted (not read
 // on the host), and every sequence must be at most max_seqlen long. The backward is
-// deterministic (no atomics) except where bwd_cuda_accumulates_dq: on sm_90 at head dim 64
-// without `deterministic`, dQ is summed over key blocks with fp32 atomics in dq_accum.
+// deterministic except where bwd_cuda_accumulates_dq: on sm_90 at head dims 64 and 128
+// without `deterministic`, dQ is summed over key blocks in fp32 in dq_accum, in an order that
+// varies between runs.
 Status fwd_cuda(const FwdArgs& args, void* stream);
 Status bwd_cuda(const BwdArgs& args, void* stream);
 // Whether bwd_cuda on the current device needs args.dq_accum for this problem (false when the
 // device cannot be queried: bwd_cuda then reports that error).
 bool bwd_cuda_accumulates_dq(const Problem& problem, bool deterministic);
+// The size of that workspace.
+int64_t bwd_cuda_dq_accum_floats(const Problem& problem);
 
 // CPU (flash_attn_cpu.cpp): OpenMP over (sequence, head, block of rows) (the backward over
 // (sequence, key head) when there are enough); deterministic for any thread count. Validates

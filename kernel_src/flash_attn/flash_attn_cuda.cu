@@ -134,16 +134,19 @@ Status use_sm90(const Problem& p, bool* use) {
   return Status::Ok();
 }
 
-// Whether the sm_90a backward runs, and whether it sums dQ with atomics (sm90::has_bwd).
-bool runs_sm90_bwd(const Problem& p, bool deterministic, bool sm90) {
-  return sm90 && sm90::has_bwd(p.head_dim, deterministic);
-}
+// Whether the sm_90a backward runs, and whether it sums dQ across key blocks.
+bool runs_sm90_bwd(const Problem& p, bool sm90) { return sm90 && sm90::has_bwd(p.head_dim); }
 
 bool accumulates_dq(const Problem& p, bool deterministic, bool sm90) {
-  return runs_sm90_bwd(p, deterministic, sm90) && sm90::accumulates_dq(p.head_dim);
+  return runs_sm90_bwd(p, sm90) && !deterministic;
 }
 
 }  // namespace
+
+int64_t bwd_cuda_dq_accum_floats(const Problem& p) {
+  return sm80::dq_accum_floats(p.cu_seqlens_q != nullptr, p.batch, p.seqlen_q, p.heads_q,
+                               p.head_dim);
+}
 
 bool bwd_cuda_accumulates_dq(const Problem& p, bool deterministic) {
   bool sm90 = false;
@@ -206,8 +209,8 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
   if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
   if (params.max_seqlen_q > 0 && accumulates_dq(p, a.deterministic, sm90)) {
     if (a.dq_accum == nullptr) {
-      return invalid("flash_attn: this CUDA backward needs the dq_accum workspace (dq's shape, "
-                     "fp32)");
+      return invalid("flash_attn: this CUDA backward needs the dq_accum workspace "
+                     "(bwd_cuda_dq_accum_floats floats)");
     }
     if (!all_aligned({a.dq_accum}, 16)) {
       return invalid("flash_attn: dq_accum must be 16-byte aligned");
@@ -215,7 +218,7 @@ Status bwd_cuda(const BwdArgs& a, void* stream) {
     params.dq_accum = a.dq_accum;
   }
   return dispatch<RunBwd>(p, params, static_cast<cudaStream_t>(stream),
-                         runs_sm90_bwd(p, a.deterministic, sm90));
+                         runs_sm90_bwd(p, sm90));
 }
 
 }  // namespace tk::flash_attn

@@ -1,7 +1,7 @@
 // The sm_80 FlashAttention backward, deterministic by construction (no atomics): three kernels
 // on the caller's stream.
-//   1. delta[i] = dot(dout[i], out[i]), one warp per row (which also zeroes the row of
-//      dq_accum when there is one: the sm_90a backward's dQ sum).
+//   1. delta[i] = dot(dout[i], out[i]), one warp per row (which also zeroes the row in
+//      dq_accum when there is one: the sm_90a backward's dQ sum; padding rows stay unwritten).
 //   2. dk, dv: one block per (key block, key head, sequence). Each warp owns 16 keys (and, for
 //      head dims above 128, half of the head dim of dk and dv, to keep the accumulators in
 //      registers). The block walks the group's query heads and then the query blocks that see
@@ -23,6 +23,16 @@
 namespace tk::flash_attn::sm80 {
 
 inline constexpr int kDeltaRowsPerBlock = 16;
+
+// Where row i (of sequence b) of query head h starts in half `half` of its dq_accum tile
+// (flash_attn_sm80_params.h): head_dim / 2 floats, pairs in the sm_90a kernel's order.
+__device__ __forceinline__ int64_t dq_accum_row(const Params& p, const Sequence& seq, int b, int i,
+                                                int h, int half, int head_dim) {
+  const int64_t block =
+      dq_accum_first_block(p.cu_seqlens_q != nullptr, p.seqlen_q, b, seq.q_start) +
+      i / kDqAccumRows;
+  return (((block * p.heads_q + h) * 2 + half) * kDqAccumRows + i % kDqAccumRows) * (head_dim / 2);
+}
 
 template <int kHeadDim>
 struct DkDvShape {
@@ -177,8 +187,10 @@ __global__ void __launch_bounds__(kThreads) bwd_delta_kernel(const Params p) {
     sum = warp_sum(sum);
     if (lane == 0) p.delta[lse_index(p, seq, i, h)] = sum;
     if (p.dq_accum != nullptr && lane < kHeadDim / 8) {
-      *reinterpret_cast<Vec<float, 8>*>(p.dq_accum + q_like_row(p, seq, i, h, kHeadDim) +
-                                        lane * 8) = zeros<float, 8>();
+      constexpr int kHalfPieces = kHeadDim / 16;
+      *reinterpret_cast<Vec<float, 8>*>(
+          p.dq_accum + dq_accum_row(p, seq, blockIdx.z, i, h, lane / kHalfPieces, kHeadDim) +
+          lane % kHalfPieces * 8) = zeros<float, 8>();
     }
   }
 }

@@ -32,8 +32,8 @@ struct Params {
   void* dq = nullptr;
   void* dk = nullptr;
   void* dv = nullptr;
-  // fp32, dq's shape, or null: the sm_90a backward that sums dQ with atomics accumulates here
-  // (zeroed by the delta kernel) and then rounds into dq.
+  // fp32 in the layout below, or null: the sm_90a backward that sums dQ over key blocks
+  // accumulates here (zeroed by the delta kernel) and then rounds into dq.
   float* dq_accum = nullptr;
 
   // Device pointers, or null for the batched layout. Trusted: not read on the host.
@@ -52,5 +52,31 @@ struct Params {
   float softmax_scale = 1.0f;
   float scale_log2 = 1.0f;        // softmax_scale * log2(e): scores go through exp2
 };
+
+// dq_accum: per (block of kDqAccumRows query rows of a sequence, query head) one tile of
+// kDqAccumRows x head_dim floats, the head dim's two halves one after the other ([2][rows][head_dim
+// / 2], the order of pairs in a row is the sm_90a kernel's), so that a consumer warpgroup's half
+// of a step's dQ is one contiguous run, added by one bulk reduction. Rows past a sequence's end
+// in its last block are padding, added to and never read. Batched sequence b starts at block
+// b * ceil(seqlen_q / kDqAccumRows); varlen sequence b at block q_start / kDqAccumRows + b,
+// where sequence b - 1's blocks have ended (floor(a / n) + ceil(l / n) <= floor((a + l) / n) + 1).
+inline constexpr int kDqAccumRows = 64;
+
+constexpr int64_t dq_accum_blocks_per_sequence(int64_t seqlen_q) {
+  return (seqlen_q + kDqAccumRows - 1) / kDqAccumRows;
+}
+
+// The first tile of sequence b (q_start: its first row in the varlen layout).
+constexpr int64_t dq_accum_first_block(bool varlen, int64_t seqlen_q, int64_t b, int64_t q_start) {
+  return varlen ? q_start / kDqAccumRows + b : b * dq_accum_blocks_per_sequence(seqlen_q);
+}
+
+// Floats of dq_accum (seqlen_q: the total rows when varlen).
+constexpr int64_t dq_accum_floats(bool varlen, int64_t batch, int64_t seqlen_q, int64_t heads_q,
+                                  int64_t head_dim) {
+  const int64_t blocks = varlen ? seqlen_q / kDqAccumRows + batch
+                                : batch * dq_accum_blocks_per_sequence(seqlen_q);
+  return blocks * kDqAccumRows * heads_q * head_dim;
+}
 
 }  // namespace tk::flash_attn::sm80

@@ -3,15 +3,16 @@
 // after the sm_80 delta kernel (delta = rowsum(dout * out)):
 //   dk/dv: one block per (128 keys, key head, sequence); K and V stay in shared memory, and the
 //     (query head of the group, 64-query block) steps that see the keys stream Q and dout
-//     through three stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
+//     through kStages stages. Per step a consumer warpgroup (64 keys) computes S^T = K Q^T and
 //     dP^T = V dout^T, P^T from lse and dS^T = P^T (dP^T - delta) in registers, then
 //     dV += P^T dout and dK += dS^T Q with P^T and dS^T as wgmma A fragments.
-//   Accumulating (kWithDq; head dim 64 unless deterministic, accumulates_dq): the dk/dv kernel
-//     also writes each step's dS (both warpgroups' keys) to shared memory and computes
-//     dQ = dS K for the step's 64 rows, each warpgroup half of the head dim, which three
-//     producer warps add into the fp32 dq_accum with atomics: five products per step instead
-//     of the seven of the two-kernel form. Then dq = dq_accum * scale, rounded, one warp per row.
-//   Two kernels (head dim 128; no atomics, deterministic): dk/dv as above, then dq: one block
+//   Accumulating (kWithDq; unless deterministic): the dk/dv kernel also writes each step's dS
+//     (both warpgroups' keys) to shared memory and computes dQ = dS K for the step's 64 rows,
+//     each warpgroup half of the head dim, which it stages in shared memory for one producer
+//     thread to add into the fp32 dq_accum with one bulk reduction (the L2 does the adds): five
+//     products per step instead of the seven of the two-kernel form. Then dq = dq_accum *
+//     scale, rounded, one warp per row.
+//   Two kernels (deterministic: no sums across blocks): dk/dv as above, then dq: one block
 //     per (128 query rows, query head, sequence); Q and dout stay, K and V stream in 64-key
 //     tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
@@ -43,17 +44,16 @@ struct BwdShape {
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kResident = 64 * kConsumers;
   static constexpr int kStreamed = 64;
-  // Three streamed stages, so that a stage's refill has two steps' time to land; the
-  // accumulating kernel measured the same with two (H100), the two-kernel form's figures in
-  // flash_attn_sm90_launch.h are with three.
-  static constexpr int kStages = 3;
+  // Three streamed stages, so that a stage's refill has two steps' time to land, where they
+  // fit beside the accumulating kernel's dS and dQ stages (at head dim 128 two; the
+  // accumulating kernel measured the same with two and three on an H100).
+  static constexpr int kStages = kHeadDim == 128 ? 2 : 3;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
   // Each consumer's dQ of a step (kStreamed rows x kDqCols, fp32) goes through shared memory
-  // to the producer warpgroup's other kDqWriters warps, which add it into dq_accum: the
-  // consumers never wait on the atomics.
+  // to one producer-warpgroup thread, which adds it into dq_accum with a bulk reduction: the
+  // consumers never wait on the sum.
   static constexpr int kDqCols = kHeadDim / 2;
-  static constexpr int kDqWriters = 3;
   static constexpr int kDqStageBytes = kStreamed * kDqCols * 4;
   // The accumulating dk/dv kernel's dS tiles (kStreamed rows x kResident keys): a step's dS
   // is read one step after it is written, and three stages let either warpgroup run up to a
@@ -66,7 +66,7 @@ struct BwdShape {
            2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
            kSwizzleBytes;
   }
-  static_assert(smem_bytes(accumulates_dq(kHeadDim)) <= kMaxBlockSmemBytes, "the tiles fit");
+  static_assert(smem_bytes(true) <= kMaxBlockSmemBytes, "the tiles fit");
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };
@@ -128,7 +128,7 @@ struct BwdSmem {
 #pragma unroll
       for (int c = 0; c < Shape::kConsumers; ++c) {
         mbarrier_init(&dq_full[c], 4);
-        mbarrier_init(&dq_empty[c], Shape::kDqWriters);
+        mbarrier_init(&dq_empty[c], 1);
       }
     }
     fence_barrier_init();
@@ -288,9 +288,13 @@ __device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t 
 // bank, still the 2 wavefronts 256 bytes take); a 16-byte quad (pairs 2q, 2q + 1) stays
 // contiguous.
 template <int kCols>
+__device__ __forceinline__ int dq_pair_in_row(int row, int pair) {
+  return pair ^ ((row % (kCols / 8)) * 4);
+}
+
+template <int kCols>
 __device__ __forceinline__ int dq_pair(int row, int pair) {
-  constexpr int kPairs = kCols / 2;
-  return row * kPairs + (pair ^ ((row % (kPairs / 4)) * 4));
+  return row * (kCols / 2) + dq_pair_in_row<kCols>(row, pair);
 }
 
 // One warp's 16 rows (16 warp + g, + 8) of a dQ accumulator (columns 8n + 2t, + 1) into a
@@ -309,42 +313,35 @@ __device__ __forceinline__ void stage_dq(float* stage, const float (&dq)[kCols /
   }
 }
 
-// The dQ writer warps (`writer` of kDqWriters): per step, each consumer's stage in turn is added
-// into p.dq_accum with 16-byte atomic adds, rows past the sequence skipped, and handed back.
+// The dQ writer, one thread: per step, each consumer's stage in turn is added into its half of
+// the step's dq_accum tile by one bulk reduction (rows past the sequence land in the tile's
+// padding) and handed back once the copy has read it.
 template <int kHeadDim, class Smem, class StepHead, class StepRow0>
 __device__ __forceinline__ void write_dq(const Params& p, const sm80::Sequence& seq, Smem& sm,
-                                         int steps, int writer, StepHead step_head,
-                                         StepRow0 step_row0) {
+                                         int steps, StepHead step_head, StepRow0 step_row0) {
   using Shape = BwdShape<kHeadDim>;
-  constexpr int kCols = Shape::kDqCols;
-  constexpr int kQuads = Shape::kStreamed * kCols / 4;
-  const int lane = threadIdx.x % 32;
+  static_assert(Shape::kStreamed == sm80::kDqAccumRows, "a step's rows are one dq_accum tile");
   for (int step = 0; step < steps; ++step) {
-    const int head = step_head(step);
-    const int row0 = step_row0(step);
     for (int c = 0; c < Shape::kConsumers; ++c) {
       mbarrier_wait(&sm.dq_full[c], step & 1);
-      const float* stage = sm.dq + c * Shape::kStreamed * kCols;
-      for (int quad = writer * 32 + lane; quad < kQuads; quad += Shape::kDqWriters * 32) {
-        const int row = quad / (kCols / 4);
-        const int q = quad % (kCols / 4);
-        const int i = row0 + row;
-        if (i >= seq.q_len) break;  // the rest of the quads are further rows
-        const float4 v = *reinterpret_cast<const float4*>(
-            reinterpret_cast<const float2*>(stage) + dq_pair<kCols>(row, 2 * q));
-        atomic_add_quad(p.dq_accum + sm80::q_like_row(p, seq, i, head, kHeadDim) + c * kCols +
-                            4 * q,
-                        v);
-      }
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(&sm.dq_empty[c]);
+      bulk_reduce_add(p.dq_accum + sm80::dq_accum_row(p, seq, blockIdx.z, step_row0(step),
+                                                      step_head(step), c, kHeadDim),
+                      shared_address(sm.dq + c * Shape::kStreamed * Shape::kDqCols),
+                      Shape::kDqStageBytes);
+      bulk_commit_group();
+      bulk_wait_read<0>();
+      mbarrier_arrive(&sm.dq_empty[c]);
     }
   }
+  // The reductions complete before the block's shared memory is released.
+  bulk_wait<0>();
 }
 
-// dq = dq_accum * softmax_scale in T, one warp per row on the delta kernel's grid.
+// dq = dq_accum * softmax_scale in T, one warp per row on the delta kernel's grid: lane l
+// converts columns 8 l .. 8 l + 7, a quad of pairs that dq_pair keeps together.
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(sm80::kThreads) bwd_dq_convert_kernel(const Params p) {
+  constexpr int kCols = BwdShape<kHeadDim>::kDqCols;
   const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
   const int h = blockIdx.y;
   const int lane = threadIdx.x % 32;
@@ -352,12 +349,20 @@ __global__ void __launch_bounds__(sm80::kThreads) bwd_dq_convert_kernel(const Pa
     const int i = blockIdx.x * sm80::kDeltaRowsPerBlock + r;
     if (i >= seq.q_len) break;
     if (lane < kHeadDim / 8) {
-      const int64_t at = sm80::q_like_row(p, seq, i, h, kHeadDim) + lane * 8;
+      const int half = lane / (kCols / 8);
+      const int pair = lane % (kCols / 8) * 4;
+      const float* row =
+          p.dq_accum + sm80::dq_accum_row(p, seq, blockIdx.z, i, h, half, kHeadDim);
       float values[8];
-      to_floats(*reinterpret_cast<const Vec<float, 8>*>(p.dq_accum + at), values);
+      to_floats(*reinterpret_cast<const Vec<float, 8>*>(
+                    reinterpret_cast<const float2*>(row) +
+                    dq_pair_in_row<kCols>(i % sm80::kDqAccumRows, pair)),
+                values);
 #pragma unroll
       for (int e = 0; e < 8; ++e) values[e] *= p.softmax_scale;
-      *reinterpret_cast<Vec<T, 8>*>(static_cast<T*>(p.dq) + at) = from_floats<T>(values);
+      *reinterpret_cast<Vec<T, 8>*>(static_cast<T*>(p.dq) +
+                                    sm80::q_like_row(p, seq, i, h, kHeadDim) + lane * 8) =
+          from_floats<T>(values);
     }
   }
 }
@@ -399,10 +404,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
     if constexpr (kWithDq) {
-      if (threadIdx.x >= 32) {
-        write_dq<kHeadDim>(p, seq, sm, steps, threadIdx.x / 32 - 1, step_head, step_row0);
-        return;
-      }
+      if (threadIdx.x == 32) write_dq<kHeadDim>(p, seq, sm, steps, step_head, step_row0);
     }
     if (threadIdx.x >= 32) return;
     const auto stream = [&](int step) {
@@ -491,6 +493,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     if (lane == 0) mbarrier_arrive(&sm.ds_empty[ds_stage(step)]);
     mbarrier_wait(&sm.dq_empty[consumer], (step & 1) ^ 1);
     stage_dq<kDqCols>(dq_stage, dq, warp, lane);
+    fence_async_shared();  // the bulk reduction reads the stage
     __syncwarp();
     if (lane == 0) mbarrier_arrive(&sm.dq_full[consumer]);
   };

@@ -18,21 +18,13 @@ constexpr bool has_fwd(int head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256;
 }
 constexpr bool has_bwd(int head_dim) { return head_dim == 64 || head_dim == 128; }
-// The backward's two forms, measured on an H100 (bf16, same-command A/B):
-// - two kernels, dk/dv then dq (seven matrix products per step, no atomics, deterministic): at
-//   head dim 128 1.24x-1.33x faster than the accumulating form (4x32x4096x128: 7685 -> 6198 us;
-//   apart, the dk/dv and dq kernels each run at about 676 TFLOP/s), so the only form there;
-// - accumulating, one dk/dv kernel that also sums dQ with fp32 atomics (five products): head
-//   dim 64 when not deterministic. There the two-kernel form gave wrong dK and dV on an H100
-//   (ptxas reused the K/V fragment registers; bwd_dk_dv_kernel now keeps those fragments in
-//   registers only when it sums dQ) and is not yet measured without them, so the deterministic
-//   backward at 64 runs the sm_80 kernels.
-constexpr bool accumulates_dq(int head_dim) { return head_dim == 64; }
-// Whether the sm_90a backward runs for this head dim: not where its only form sums with atomics
-// and the caller asks for a deterministic backward.
-constexpr bool has_bwd(int head_dim, bool deterministic) {
-  return has_bwd(head_dim) && !(deterministic && accumulates_dq(head_dim));
-}
+// The backward has two forms (flash_attn_sm90_bwd.cuh); run_bwd picks by p.dq_accum:
+// - given dq_accum (not deterministic): one dk/dv kernel that also computes dQ (five matrix
+//   products per step) and adds it into dq_accum with bulk reductions, in an order that varies
+//   between runs. On an H100 (bf16, same-command A/B) 1.15x-1.21x faster than the two kernels at
+//   head dim 128 (4x32x4096x128: 6352 -> 5301 us) and 1.30x-1.34x faster than the same kernel
+//   summing with 16-byte atomics at 64 (2x16x16384x64: 16424 -> 12275 us);
+// - null: two kernels, dk/dv then dq (seven products, no sums across blocks; deterministic).
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,
 // that the grid is not empty and that the GPU is sm_90 (the code is sm_90a SASS only).

@@ -1,7 +1,7 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
 // the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store,
-// the vector atomic add of the backward and programmatic dependent launch.
+// the backward's bulk reduction into global memory and programmatic dependent launch.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
@@ -128,17 +128,31 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t row_address, const ui
                : "memory");
 }
 
-// global[0 .. 3] += v as one 16-byte reduction (sm_90; `global` 16-byte aligned).
-__device__ __forceinline__ void atomic_add_quad(float* global, float4 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  // Compiled for an older architecture (this header is part of every pass), never run there.
-  atomicAdd(global, v.x);
-  atomicAdd(global + 1, v.y);
-  atomicAdd(global + 2, v.z);
-  atomicAdd(global + 3, v.w);
-#else
-  atomicAdd(reinterpret_cast<float4*>(global), v);
-#endif
+// ---- bulk reductions into global memory -------------------------------------------------------
+
+// global[0 .. bytes / 4) += shared[0 ..) as one asynchronous bulk copy (the L2 adds), in this
+// thread's current bulk group; both addresses 16-byte aligned, bytes a multiple of 16.
+__device__ __forceinline__ void bulk_reduce_add(float* global, uint32_t shared, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(
+                   global),
+               "r"(shared), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void bulk_commit_group() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most kPending of this thread's bulk groups still read their shared memory.
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Waits until at most kPending of this thread's bulk groups are still incomplete.
+template <int kPending>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // ---- named barriers ---------------------------------------------------------------------------

@@ -115,7 +115,8 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
     return s;
   }
   const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
-  if constexpr (accumulates_dq(kHeadDim)) {
+  // The workspace is there exactly where the caller wants dQ summed (not deterministic).
+  if (p.dq_accum != nullptr) {
     if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
                                     Shape::smem_bytes(true), key_blocks, Shape::kThreads, dk_dv,
                                     stream);

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
       delta(rows_q * p.heads_q * 4), dq(rows_q * q_row * 2), dk(rows_k * k_row * 2),
       dv(rows_k * k_row * 2);
   // Garbage, as an uninitialised workspace would be: the backward must zero it itself.
-  std::vector<float> dq_accum(rows_q * q_row, 1e30f);
+  std::vector<float> dq_accum(tk::flash_attn::bwd_cuda_dq_accum_floats(p), 1e30f);
 
   FwdArgs fwd;
   fwd.problem = p;

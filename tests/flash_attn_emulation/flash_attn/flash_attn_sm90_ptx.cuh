@@ -10,7 +10,7 @@
 //   wgmma: flash_attn_sm90_wgmma.cuh beside this; fence, commit and wait are no-ops (the
 //     emulated instruction completes before it returns), as are setmaxnreg and the proxy fence.
 //   stmatrix: the warp exchanges its fragments; each lane writes the row whose address it gave.
-//   The quad atomic add: four float adds under one mutex.
+//   The bulk reduction: the adds happen when issued, under one mutex; commit and wait are no-ops.
 // Shared-memory addresses are offsets into smem_raw (the kernels' extern __shared__ array),
 // which is 1024-byte aligned, so the swizzle sees the same address bits as on the GPU.
 #pragma once
@@ -161,15 +161,24 @@ inline void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
   emu::exchange(mine, all);
 }
 
-inline std::mutex atomic_mutex;
+// ---- bulk reductions into global memory -------------------------------------------------------
 
-inline void atomic_add_quad(float* global, float4 v) {
-  std::lock_guard<std::mutex> lock(atomic_mutex);
-  global[0] += v.x;
-  global[1] += v.y;
-  global[2] += v.z;
-  global[3] += v.w;
+inline std::mutex bulk_mutex;
+
+inline void bulk_reduce_add(float* global, uint32_t shared, uint32_t bytes) {
+  std::lock_guard<std::mutex> lock(bulk_mutex);
+  for (uint32_t at = 0; at < bytes; at += 4) {
+    float value;
+    std::memcpy(&value, smem_raw + shared + at, 4);
+    global[at / 4] += value;
+  }
 }
+
+inline void bulk_commit_group() {}
+template <int kPending>
+inline void bulk_wait_read() {}
+template <int kPending>
+inline void bulk_wait() {}
 
 // ---- TMA --------------------------------------------------------------------------------------
 
