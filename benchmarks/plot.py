@@ -36,6 +36,24 @@ def _commits(records: list[dict], data: dict[str, Any]) -> str:
                              for r in records}))
 
 
+def _ceilings(records: list[dict], data: dict[str, Any], metric: str) -> str:
+    """What the percentages are of: each record's own run measured its ceiling, so records merged
+    from several runs span those runs' ceilings (rate / percentage; older records without the
+    rate: the file's ceiling, which is the latest run's)."""
+    rate, name, unit, key = (("gbps", "copy bandwidth", "GB/s", "copy_gbps")
+                             if metric == "pct_of_copy" else
+                             ("tflops", "bf16 matmul rate", "TFLOP/s", "matmul_tflops"))
+    values = {round(r[rate] * 100 / r[metric]) for r in records if r.get(rate) and r.get(metric)}
+    file_ceiling = data.get("ceilings", {}).get(key)
+    if file_ceiling and any(not (r.get(rate) and r.get(metric)) for r in records):
+        values.add(round(file_ceiling))
+    if not values:
+        return f"% of measured {name}"
+    values = sorted(values)
+    span = f"{values[0]}" if len(values) == 1 else f"{values[0]}-{values[-1]}"
+    return f"% of measured {name} ({span} {unit})"
+
+
 def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     """Write the chart of ``kernel``'s ok records in ``data`` to ``path``; None when it has none."""
     records = [r for r in data.get("records", [])
@@ -66,12 +84,7 @@ def plot_kernel(data: dict[str, Any], kernel: str, path: Path) -> Path | None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[p]) for p in peers]
     fig.legend(handles, peers, loc="upper center", ncol=len(peers), frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.3 / height))
-    ceilings = data.get("ceilings", {})
-    if metric == "pct_of_copy":
-        ceiling = f"% of measured copy bandwidth ({ceilings.get('copy_gbps', float('nan')):.0f} GB/s)"
-    else:
-        ceiling = (f"% of measured bf16 matmul rate "
-                   f"({ceilings.get('matmul_tflops', float('nan')):.0f} TFLOP/s)")
+    ceiling = _ceilings(records, data, metric)
     fig.suptitle(f"{kernel} on {data.get('device', '?')}: {ceiling}, L2 flushed; "
                  f"commit {_commits(records, data)}",
                  y=1 - 0.05 / height, va="top", fontsize=10)

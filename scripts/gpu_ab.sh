@@ -1,31 +1,41 @@
 #!/usr/bin/env bash
-# An A/B of two builds in one device-machine command: the tree as it is ("new") against the same
-# tree with the files under BASE_DIR copied over it ("base"; the same relative paths). Copies
-# base in, builds and benchmarks it, puts the tree's own files back, rebuilds (ninja recompiles
-# only what changed) and benchmarks that, then prints `benchmarks.compare` for each peer in
-# TK_AB_PEERS (default: ours). Both runs share the GPU, host and driver; two runs of the same
-# code on two H100 machines of one day differed by 4% (benchmarks/README.md).
+# An A/B of builds in one device-machine command: the tree with the files under each BASE_DIR
+# copied over it ("bases", the same relative paths; several dirs separated by commas), then the
+# tree as it is ("new"). Builds and benchmarks each in turn (ninja recompiles only what the
+# copies changed), then prints `benchmarks.compare` of every base against new for each peer in
+# TK_AB_PEERS (default: ours). All runs share the GPU, host and driver; two runs of the same code
+# on two H100 machines of one day differed by 4% (benchmarks/README.md).
 #
-#   bash scripts/gpu_ab.sh BASE_DIR BENCH [bench flags...]
-#   e.g. mkdir -p ab/kernel_src/adaln
-#        git show main:kernel_src/adaln/adaln.cu > ab/kernel_src/adaln/adaln.cu   (locally)
-#        bash scripts/gpu_ab.sh ab bench_adaln --dtype bf16 --direction both      (device)
+#   bash scripts/gpu_ab.sh BASE_DIR[,BASE_DIR...] BENCH [bench flags...]
+#   e.g. mkdir -p main/kernel_src/adaln
+#        git show main:kernel_src/adaln/adaln.cu > main/kernel_src/adaln/adaln.cu   (locally)
+#        bash scripts/gpu_ab.sh main bench_adaln --dtype bf16 --direction both     (device)
 #
-# Writes $OUT/ab-new/<gpu>.json, $OUT/ab-base/<gpu>.json, $OUT/ab.txt and the build logs; the
-# tree and its build are left as the tree's own files make them. Wheels in .whl/ are installed
-# first, as in gpu_session.sh.
+# $OUT gets ab.txt and one results JSON per build, ab-<base dir name>.json and ab-new.json: the
+# device tool brings back at most 8 files, so the build and bench logs stay in $TK_AB_WORK
+# (default /tmp/tk-ab) and only their tails are printed on a failure. A build that fails (ptxas's
+# slow-code notes included) stops the A/B. Wheels in .whl/ are installed first, as in
+# gpu_session.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ $# -lt 2 ] || [ ! -d "$1" ]; then
-  echo "usage: bash scripts/gpu_ab.sh BASE_DIR BENCH [bench flags...]" >&2
+if [ $# -lt 2 ]; then
+  echo "usage: bash scripts/gpu_ab.sh BASE_DIR[,BASE_DIR...] BENCH [bench flags...]" >&2
   exit 2
 fi
-BASE_DIR=$1
+IFS=, read -r -a BASES <<< "$1"
 BENCH=$2
 shift 2
+SEEN=" new "
+for base in "${BASES[@]}"; do
+  [ -d "$base" ] || { echo "gpu_ab.sh: no directory $base" >&2; exit 2; }
+  name=" $(basename "$base") "
+  [[ $SEEN == *"$name"* ]] && { echo "gpu_ab.sh: two builds named$name" >&2; exit 2; }
+  SEEN+="$name"
+done
 OUT=${OUT:-/tmp/tk-gpu-out}
+WORK=${TK_AB_WORK:-/tmp/tk-ab}
 PEERS=${TK_AB_PEERS:-ours}
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD/builder:$PWD/loader${PYTHONPATH:+:$PYTHONPATH}"
 export TK_CUDA_ARCHS="${TK_GPU_ARCH:-9.0}"
@@ -35,9 +45,9 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 
 build() {
-  if ! python3 -m kernel_builder build --arch "$TK_CUDA_ARCHS" --jobs 16 > "$OUT/build-$1.log" 2>&1
+  if ! python3 -m kernel_builder build --arch "$TK_CUDA_ARCHS" --jobs 16 > "$WORK/build-$1.log" 2>&1
   then
-    tail -30 "$OUT/build-$1.log"
+    tail -30 "$WORK/build-$1.log"
     exit 1
   fi
   echo "built $1 (${SECONDS}s)"
@@ -46,31 +56,46 @@ build() {
 bench() {
   local name=$1
   shift
-  python3 -m "benchmarks.$BENCH" --peers "$PEERS" --no-plot --out "$OUT/ab-$name" "$@" \
-    > "$OUT/bench-$name.log" 2>&1 || { tail -30 "$OUT/bench-$name.log"; exit 1; }
+  rm -rf "$WORK/ab-$name"
+  python3 -m "benchmarks.$BENCH" --peers "$PEERS" --no-plot --out "$WORK/ab-$name" "$@" \
+    > "$WORK/bench-$name.log" 2>&1 || { tail -30 "$WORK/bench-$name.log"; exit 1; }
+  cp "$WORK/ab-$name"/*.json "$OUT/ab-$name.json"
   echo "benchmarked $name (${SECONDS}s)"
 }
 
-# Base first, new last: the tree, and the build outputs in it, end as they came. A later device
-# call copies the tree over with the files' original times, older than a base build made here,
-# so ninja would keep the base objects (session 7 benchmarked a stale build that way).
-SAVED=$(mktemp -d)
-(cd "$BASE_DIR" && find . -type f) > "$SAVED/paths"
-while read -r path; do
-  mkdir -p "$SAVED/tree/$(dirname "$path")"
-  cp -p "$path" "$SAVED/tree/$path"
-  cp "$BASE_DIR/$path" "$path"
-done < "$SAVED/paths"
-build base
-bench base "$@"
-# cp without -p: the restored files are newer than the base objects, so ninja rebuilds them.
-while read -r path; do cp "$SAVED/tree/$path" "$path"; done < "$SAVED/paths"
+# The tree's own copy of every path some base replaces, put back before each build: the tree,
+# and the build outputs in it, end as they came. cp without -p everywhere, so every copy is
+# newer than the objects built before it and ninja recompiles its users (session 7 benchmarked
+# a stale build when a copy kept its original time).
+SAVED="$WORK/tree"
 rm -rf "$SAVED"
+for base in "${BASES[@]}"; do
+  while read -r path; do
+    if [ ! -e "$SAVED/$path" ]; then
+      mkdir -p "$SAVED/$(dirname "$path")"
+      cp "$path" "$SAVED/$path"
+    fi
+  done < <(cd "$base" && find . -type f)
+done
+restore() { (cd "$SAVED" && find . -type f) | while read -r path; do cp "$SAVED/$path" "$path"; done; }
+
+NAMES=()
+for base in "${BASES[@]}"; do
+  name=$(basename "$base")
+  restore
+  (cd "$base" && find . -type f) | while read -r path; do cp "$base/$path" "$path"; done
+  build "$name"
+  bench "$name" "$@"
+  NAMES+=("$name")
+done
+restore
 build new
 bench new "$@"
 : > "$OUT/ab.txt"
 for peer in ${PEERS//,/ }; do
-  echo "## $peer: base / new (above 1: new is faster)" | tee -a "$OUT/ab.txt"
-  python3 -m benchmarks.compare "$OUT"/ab-base/*.json "$OUT"/ab-new/*.json --peer "$peer" \
-    2>&1 | tee -a "$OUT/ab.txt" || true
+  for name in "${NAMES[@]}"; do
+    echo "## $peer: $name / new (above 1: new is faster)" | tee -a "$OUT/ab.txt"
+    python3 -m benchmarks.compare "$OUT/ab-$name.json" "$OUT/ab-new.json" --peer "$peer" \
+      2>&1 | tee -a "$OUT/ab.txt" || true
+  done
 done

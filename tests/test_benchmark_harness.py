@@ -511,3 +511,18 @@ def test_summary_gives_a_second_build_of_ours_its_own_row():
     assert triton[0] == "| op" and cuda[0] == "| op (ours-cuda)"
     assert triton[3:] == ["10 (100%)", "2 (25%)", "10 (100%) sdpa", "4.00x", "1.00x |"]
     assert cuda[3:] == ["5 (50%)", "2 (25%)", "10 (100%) sdpa", "2.00x", "0.50x |"]
+
+
+def test_plot_title_names_the_ceilings_of_every_run_plotted():
+    """Merged records come from runs that measured different ceilings: the title spans them."""
+    measured = [r for r in _records() if "gbps" in r][:3]
+    recs = [dict(r, pct_of_copy=100 * r["gbps"] / ceiling)
+            for r, ceiling in zip(measured, (3000.0, 3100.0, 3000.0))]
+    data = {"ceilings": {"copy_gbps": 2900.0}, "records": recs}
+    title = plot._ceilings(recs, data, "pct_of_copy")
+    assert title == "% of measured copy bandwidth (3000-3100 GB/s)"
+    older = [{k: v for k, v in recs[0].items() if k != "gbps"}]
+    assert plot._ceilings(recs + older, data, "pct_of_copy").endswith("(2900-3100 GB/s)")
+    flops = [dict(r, tflops=700.0, pct_of_matmul=100.0) for r in recs]
+    title = plot._ceilings(flops, {}, "pct_of_matmul")
+    assert title == "% of measured bf16 matmul rate (700 TFLOP/s)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,13 @@ from .stage import StagedBuild, remove_stale_staging, stage_variant
 from .toolchain import Toolchain
 
 WORK_DIR_NAME = ".kernel-builder"
+
+# ptxas advisories, printed without -v, that a kernel runs far slower than its source reads: its
+# wgmma instructions serialized (C7518) or a wait injected before accumulator registers are read
+# (C7517). A flash_attn forward that drew C7518 measured 0.81x its predecessor on an H100.
+SLOW_CODE_ADVISORY = re.compile(r"\((C7517|C7518)\)")
+# ninja's status line for an edge (NINJA_STATUS below), naming the source it compiles.
+NINJA_EDGE = re.compile(r"^\[[^\]]*\] (?:NVCC|CXX|CC|LINK) (\S+)")
 
 
 class BuildFailed(RuntimeError):
@@ -174,12 +182,43 @@ def run_ninja(work_dir: Path, jobs: int | None, log: TextIO) -> None:
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     tail: list[str] = []
+    lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
         print(f"    {line}", end="", file=log, flush=True)
         tail = (tail + [line.rstrip()])[-40:]
+        lines.append(line)
     if proc.wait() != 0:
         raise BuildFailed("ninja failed:\n" + "\n".join(tail))
+    reject_slow_code(work_dir, slow_code_advisories(lines))
+
+
+def slow_code_advisories(lines: list[str]) -> dict[str, list[str]]:
+    """SLOW_CODE_ADVISORY lines of ninja's output, by the source whose compile printed them."""
+    found: dict[str, list[str]] = {}
+    source = "(unknown source)"
+    for line in lines:
+        edge = NINJA_EDGE.match(line)
+        if edge:
+            source = edge.group(1)
+        elif SLOW_CODE_ADVISORY.search(line):
+            found.setdefault(source, []).append(line.strip())
+    return found
+
+
+def reject_slow_code(work_dir: Path, advisories: dict[str, list[str]]) -> None:
+    """Fails the build on ptxas's slow-code advisories. Removes those sources' objects first, so
+    that the next build compiles them again (and reports again) instead of finding them current."""
+    if not advisories:
+        return
+    for source in advisories:
+        for obj in work_dir.glob(f"obj/*/{Path(source).name}.o"):
+            obj.unlink()
+    report = "\n".join(f"{source}:\n  " + "\n  ".join(found)
+                       for source, found in advisories.items())
+    raise BuildFailed("ptxas says these kernels will run slower than written (wgmma serialized "
+                      "or waits injected: a branch, or a read of a wgmma accumulator, while "
+                      "that warpgroup's wgmma is in flight):\n" + report)
 
 
 def format_table(results: list[VariantResult]) -> str:

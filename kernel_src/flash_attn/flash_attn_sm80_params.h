@@ -71,12 +71,12 @@ constexpr int64_t dq_accum_first_block(bool varlen, int64_t seqlen_q, int64_t b,
   return varlen ? q_start / kDqAccumRows + b : b * dq_accum_blocks_per_sequence(seqlen_q);
 }
 
-// Floats of dq_accum (seqlen_q: the total rows when varlen).
+// Floats of dq_accum (seqlen_q: the total rows when varlen): its blocks end where a sequence
+// after the last would start.
 constexpr int64_t dq_accum_floats(bool varlen, int64_t batch, int64_t seqlen_q, int64_t heads_q,
                                   int64_t head_dim) {
-  const int64_t blocks = varlen ? seqlen_q / kDqAccumRows + batch
-                                : batch * dq_accum_blocks_per_sequence(seqlen_q);
-  return blocks * kDqAccumRows * heads_q * head_dim;
+  return dq_accum_first_block(varlen, seqlen_q, batch, seqlen_q) * kDqAccumRows * heads_q *
+         head_dim;
 }
 
 }  // namespace tk::flash_attn::sm80

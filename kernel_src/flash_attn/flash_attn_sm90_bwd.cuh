@@ -44,10 +44,6 @@ struct BwdShape {
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kResident = 64 * kConsumers;
   static constexpr int kStreamed = 64;
-  // Three streamed stages, so that a stage's refill has two steps' time to land, where they
-  // fit beside the accumulating kernel's dS and dQ stages (at head dim 128 two; the
-  // accumulating kernel measured the same with two and three on an H100).
-  static constexpr int kStages = kHeadDim == 128 ? 2 : 3;
   static constexpr int kResidentBytes = 2 * kResident * kHeadDim * 2;  // both tiles
   static constexpr int kStreamedBytes = 2 * kStreamed * kHeadDim * 2;  // both tiles, one stage
   // Each consumer's dQ of a step (kStreamed rows x kDqCols, fp32) goes through shared memory
@@ -60,12 +56,17 @@ struct BwdShape {
   // step ahead of the other.
   static constexpr int kDsStages = 3;
   static constexpr int kDsBytes = kStreamed * kResident * 2;
-  static constexpr int smem_bytes(bool with_ds) {
-    return kResidentBytes + kStages * kStreamedBytes +
+  static constexpr int bytes(bool with_ds, int stages) {
+    return kResidentBytes + stages * kStreamedBytes +
            (with_ds ? kDsStages * kDsBytes + kConsumers * kDqStageBytes : 0) +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
+           2 * stages * kStreamed * 4 + 8 * (1 + 2 * stages + 2 * kDsStages + 2 * kConsumers) +
            kSwizzleBytes;
   }
+  // Three streamed stages, so that a stage's refill has two steps' time to land, where they fit
+  // beside the accumulating kernel's dS and dQ stages, else two (head dim 128; the accumulating
+  // kernel measured the same with two and three on an H100).
+  static constexpr int kStages = bytes(true, 3) <= kMaxBlockSmemBytes ? 3 : 2;
+  static constexpr int smem_bytes(bool with_ds) { return bytes(with_ds, kStages); }
   static_assert(smem_bytes(true) <= kMaxBlockSmemBytes, "the tiles fit");
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;

@@ -111,3 +111,47 @@ def test_namespace_is_deterministic_and_covers_the_toolchain(project):
     assert _describe(config, toolchain, variant, options).namespace == first
     other_torch = dataclasses.replace(toolchain, torch_version="2.14.2+cu130")
     assert _describe(config, other_torch, variant, options).namespace != first
+
+
+def _fake_ninja(tmp_path: Path, output: str, rc: int = 0) -> str:
+    script = tmp_path / "ninja"
+    script.write_text(f"#!/bin/sh\ncat <<'OUT'\n{output}\nOUT\nexit {rc}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_ptxas_slow_code_advisory_fails_the_build_and_drops_the_object(tmp_path, monkeypatch):
+    from kernel_builder import build
+
+    work_dir = tmp_path / "work"
+    flagged = work_dir / "obj" / "flash_attn" / "fwd_hdim64.cu.o"
+    clean = work_dir / "obj" / "flash_attn" / "fwd_hdim128.cu.o"
+    for obj in (flagged, clean):
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        obj.write_bytes(b"\0")
+    advisory = ("ptxas info    : (C7518) Potential Performance Loss: wgmma.mma_async instructions "
+                "are serialized due to program dependence on compiler-inserted WG.DP")
+    output = "\n".join([
+        "[1/3 2.0s] NVCC /src/kernel_src/flash_attn/fwd_hdim128.cu",
+        "[2/3 4.0s] NVCC /src/kernel_src/flash_attn/fwd_hdim64.cu",
+        advisory,
+        "[3/3 5.0s] LINK _tk.abi3.so",
+    ])
+    monkeypatch.setattr(build, "find_ninja", lambda: _fake_ninja(tmp_path, output))
+    with pytest.raises(build.BuildFailed) as failure:
+        build.run_ninja(work_dir, None, io.StringIO())
+    message = str(failure.value)
+    assert "/src/kernel_src/flash_attn/fwd_hdim64.cu:" in message
+    assert "C7518" in message and "fwd_hdim128" not in message
+    assert not flagged.exists() and clean.exists()
+
+
+def test_ninja_output_without_advisories_passes(tmp_path, monkeypatch):
+    from kernel_builder import build
+
+    output = "[1/2 2.0s] NVCC /src/a.cu\nptxas info    : 0 bytes stack frame\n[2/2 3.0s] LINK x.so"
+    monkeypatch.setattr(build, "find_ninja", lambda: _fake_ninja(tmp_path, output))
+    log = io.StringIO()
+    build.run_ninja(tmp_path, 2, log)
+    assert "0 bytes stack frame" in log.getvalue()
+    assert build.slow_code_advisories(output.splitlines()) == {}
