@@ -12,7 +12,8 @@ Ours is the Triton variant (build/torch-cuda); "ours-cuda" is the CUDA variant's
 (sm_90a wgmma/TMA on a Hopper GPU where the head dim has them, else sm_80 mma.sync), measured
 when the loaded variant is the CUDA one. Backwards run as autograd does by default: the Triton
 one and the sm_80 CUDA one compute dq in their own kernel (bitwise reproducible), the sm_90a
-one sums dq with atomics. Tile configurations of the Triton kernels: tune_flash_attn_triton.
+one sums dq with atomics ("ours-cuda-det": the same with the deterministic backward). Tile
+configurations of the Triton kernels: tune_flash_attn_triton.
 """
 
 from __future__ import annotations
@@ -127,6 +128,39 @@ def cuda_peer(kernel: Any, causal: bool) -> Peer:
     return Peer("ours-cuda", fn)
 
 
+class _DeterministicBackward(torch.autograd.Function):
+    """The identity; its backward sets ``torch.use_deterministic_algorithms(on)``. Put on a
+    peer's output with on=True and on its inputs with on=False, it turns the deterministic mode
+    on for exactly the backward between them (autograd reads the mode there, not in the forward)
+    and off before any other peer's backward runs."""
+
+    @staticmethod
+    def forward(ctx, tensor, on):
+        ctx.on = on
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # warn_only: the mode is process-wide, and SDPA's efficient backward raises under it.
+        torch.use_deterministic_algorithms(ctx.on, warn_only=True)
+        return grad, None
+
+
+def cuda_deterministic_peer(kernel: Any, causal: bool) -> Peer:
+    """The CUDA variant with the deterministic backward (on sm_90a: a dk/dv kernel, then a dq
+    kernel, no sums across blocks); its forward is the same as ours-cuda's."""
+    if getattr(kernel, "BACKEND", None) != "cuda":
+        return Peer("ours-cuda-det", skip="the loaded variant is not the CUDA variant")
+
+    def fn(q, k, v):
+        q, k, v = (_DeterministicBackward.apply(t, False) for t in (q, k, v))
+        out = kernel.flash_attn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                causal=causal)
+        return _DeterministicBackward.apply(out.transpose(1, 2), True)
+
+    return Peer("ours-cuda-det", fn)
+
+
 def sdpa_peer(name: str, backend_name: str, causal: bool) -> Peer:
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -196,6 +230,7 @@ def build_cases(kernel: Any, shape: tuple[int, ...], dtype: torch.dtype) -> list
             compile_peer(kernel, shape, causal),
             *ours_peers(kernel, causal),
             cuda_peer(kernel, causal),
+            cuda_deterministic_peer(kernel, causal),
         ]
         cases.append(Case(
             kernel=KERNEL, op="flash_attn_causal" if causal else "flash_attn", shape=shape,

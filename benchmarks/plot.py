@@ -43,9 +43,10 @@ def _ceilings(records: list[dict], data: dict[str, Any], metric: str) -> str:
     rate, name, unit, key = (("gbps", "copy bandwidth", "GB/s", "copy_gbps")
                              if metric == "pct_of_copy" else
                              ("tflops", "bf16 matmul rate", "TFLOP/s", "matmul_tflops"))
-    values = {round(r[rate] * 100 / r[metric]) for r in records if r.get(rate) and r.get(metric)}
+    measured = [r for r in records if r.get(rate) and r.get(metric)]
+    values = {round(r[rate] * 100 / r[metric]) for r in measured}
     file_ceiling = data.get("ceilings", {}).get(key)
-    if file_ceiling and any(not (r.get(rate) and r.get(metric)) for r in records):
+    if file_ceiling and len(measured) < len(records):
         values.add(round(file_ceiling))
     if not values:
         return f"% of measured {name}"

@@ -25,12 +25,15 @@ fi
 IFS=, read -r -a BASES <<< "$1"
 BENCH=$2
 shift 2
-SEEN=" new "
+NAMES=()
 for base in "${BASES[@]}"; do
   [ -d "$base" ] || { echo "gpu_ab.sh: no directory $base" >&2; exit 2; }
-  name=" $(basename "$base") "
-  [[ $SEEN == *"$name"* ]] && { echo "gpu_ab.sh: two builds named$name" >&2; exit 2; }
-  SEEN+="$name"
+  name=$(basename "$base")
+  if [[ " new ${NAMES[*]} " == *" $name "* ]]; then
+    echo "gpu_ab.sh: two builds named $name" >&2
+    exit 2
+  fi
+  NAMES+=("$name")
 done
 OUT=${OUT:-/tmp/tk-gpu-out}
 WORK=${TK_AB_WORK:-/tmp/tk-ab}
@@ -77,18 +80,16 @@ for base in "${BASES[@]}"; do
     fi
   done < <(cd "$base" && find . -type f)
 done
-restore() { (cd "$SAVED" && find . -type f) | while read -r path; do cp "$SAVED/$path" "$path"; done; }
+# Copies every file under a dir over the tree, at the same relative paths.
+copy_over() { (cd "$1" && find . -type f) | while read -r path; do cp "$1/$path" "$path"; done; }
 
-NAMES=()
-for base in "${BASES[@]}"; do
-  name=$(basename "$base")
-  restore
-  (cd "$base" && find . -type f) | while read -r path; do cp "$base/$path" "$path"; done
-  build "$name"
-  bench "$name" "$@"
-  NAMES+=("$name")
+for i in "${!BASES[@]}"; do
+  copy_over "$SAVED"
+  copy_over "${BASES[$i]}"
+  build "${NAMES[$i]}"
+  bench "${NAMES[$i]}" "$@"
 done
-restore
+copy_over "$SAVED"
 build new
 bench new "$@"
 : > "$OUT/ab.txt"

@@ -764,6 +764,41 @@ def test_benchmark_flop_count():
         == 5 * 24 * 8192 * 8192 * 128
 
 
+def test_benchmark_deterministic_peer_sets_the_mode_for_its_backward_only():
+    """ours-cuda-det's backward runs with torch.use_deterministic_algorithms on (autograd reads
+    it there) and leaves it off, and its gradients are the kernel's."""
+    seen = []
+
+    class Recording(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q):
+            return q * 2.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return grad * 2.0
+
+    class FakeCudaKernel:
+        BACKEND = "cuda"
+
+        @staticmethod
+        def flash_attn(q, k, v, causal):
+            return Recording.apply(q) + k + v
+
+    assert bench_flash_attn.cuda_deterministic_peer(object(), False).skip
+    peer = bench_flash_attn.cuda_deterministic_peer(FakeCudaKernel(), causal=False)
+    q, k, v = (torch.randn(2, 3, 5, 4, requires_grad=True) for _ in range(3))
+    dout = torch.randn(2, 3, 5, 4)
+    assert not torch.are_deterministic_algorithms_enabled()
+    dq, dk, dv = torch.autograd.grad(peer.fn(q, k, v), (q, k, v), dout)
+    assert seen == [True]
+    assert not torch.are_deterministic_algorithms_enabled()
+    torch.testing.assert_close(dq, 2.0 * dout, rtol=0, atol=0)
+    torch.testing.assert_close(dk, dout, rtol=0, atol=0)
+    torch.testing.assert_close(dv, dout, rtol=0, atol=0)
+
+
 def test_triton_tuning_times_every_configured_tile():
     """benchmarks/tune_flash_attn_triton has the tile in use among its candidates for every
     table entry, and a bench shape for every head dim it tunes."""

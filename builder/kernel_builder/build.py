@@ -181,15 +181,13 @@ def run_ninja(work_dir: Path, jobs: int | None, log: TextIO) -> None:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    tail: list[str] = []
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
         print(f"    {line}", end="", file=log, flush=True)
-        tail = (tail + [line.rstrip()])[-40:]
-        lines.append(line)
+        lines.append(line.rstrip())
     if proc.wait() != 0:
-        raise BuildFailed("ninja failed:\n" + "\n".join(tail))
+        raise BuildFailed("ninja failed:\n" + "\n".join(lines[-40:]))
     reject_slow_code(work_dir, slow_code_advisories(lines))
 
 
