@@ -380,6 +380,9 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const Params& p = bp.base;
   extern __shared__ unsigned char smem_raw[];
   BwdSmem<T, kHeadDim, kWithDq> sm(smem_raw);
+  // The dq kernel reads none of this kernel's output: its blocks may take the multiprocessors
+  // this grid's last blocks leave idle.
+  allow_dependent_launch();
 
   const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
   const int n0 = blockIdx.x * kKeys;
@@ -584,7 +587,13 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
 
   const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p);
   const sm80::Sequence& seq = block.seq;
-  if (block.m0 >= seq.q_len) return;
+  // Launched to overlap the dk/dv kernel (schedule_bwd): one thread of each block, otherwise
+  // idle, waits for that grid, so that this grid completes after it. The stream's later work
+  // waits for this grid and may read dk and dv.
+  if (block.m0 >= seq.q_len) {
+    if (threadIdx.x == 0) wait_for_previous_grid();
+    return;
+  }
   const int first_tile = block.first_tile;
   const int steps = block.end_tile - first_tile;
 
@@ -594,7 +603,10 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x >= 32) return;
+    if (threadIdx.x >= 32) {
+      if (threadIdx.x == 32) wait_for_previous_grid();
+      return;
+    }
     const auto stream = [&](int step) {
       return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
     };

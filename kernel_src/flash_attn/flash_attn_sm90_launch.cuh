@@ -14,14 +14,27 @@
 namespace tk::flash_attn::sm90 {
 
 struct GpuLauncher {
+  // overlaps_previous: programmatic stream serialization, so that the kernel may start while
+  // the previous one on the stream still runs (from when that one allows it,
+  // allow_dependent_launch); the kernel must not read what the previous one writes.
   template <typename Kernel, typename KernelParams>
   static Status launch(Kernel kernel, int smem_bytes, dim3 grid, int threads,
-                       const KernelParams& params, cudaStream_t stream) {
+                       const KernelParams& params, cudaStream_t stream,
+                       bool overlaps_previous = false) {
     if (smem_bytes > 0) {
       if (Status s = sm80::allow_shared_memory(kernel, smem_bytes); !s.ok()) return s;
     }
-    kernel<<<grid, threads, smem_bytes, stream>>>(params);
-    return check_last_launch();
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(threads);
+    config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = overlaps_previous ? 1 : 0;
+    return status_from(cudaLaunchKernelEx(&config, kernel, params));
   }
 };
 

@@ -1,7 +1,7 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
-// the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store
-// and the backward's bulk reduction into global memory.
+// the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store,
+// the backward's bulk reduction into global memory and programmatic dependent launch.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
@@ -177,6 +177,20 @@ __device__ __forceinline__ void release_registers() {
 template <int kRegisters>
 __device__ __forceinline__ void claim_registers() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+// ---- programmatic dependent launch ------------------------------------------------------------
+
+// Lets the next kernel on the stream, launched with programmatic stream serialization, start
+// once every block of this grid has run this (or exited).
+__device__ __forceinline__ void allow_dependent_launch() {
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+// Waits until the grid this one was launched after (programmatic stream serialization) has
+// completed and its writes are visible.
+__device__ __forceinline__ void wait_for_previous_grid() {
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 }
 
 }  // namespace tk::flash_attn::sm90

@@ -2,7 +2,8 @@
 // and dynamic shared memory: written once for the GPU launcher (flash_attn_sm90_launch.cuh) and
 // for the CPU emulator of the tests (tests/flash_attn_emulation), which supply `Launcher`:
 //   static Status Launcher::launch(kernel, int smem_bytes, dim3 grid, int threads,
-//                                  const KernelParams&, cudaStream_t)
+//                                  const KernelParams&, cudaStream_t,
+//                                  bool overlaps_previous = false)
 // No launch syntax here, so a host compiler reads it too.
 #pragma once
 
@@ -143,9 +144,10 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
         !s.ok()) {
       return s;
     }
+    // Overlapping the dk/dv kernel's last blocks (it writes nothing the dq kernel reads).
     return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false),
                             sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
-                            Shape::kThreads, dq, stream);
+                            Shape::kThreads, dq, stream, /*overlaps_previous=*/true);
   }
 }
 

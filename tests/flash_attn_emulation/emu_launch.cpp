@@ -65,7 +65,7 @@ alignas(1024) unsigned char smem_raw[232448];
 struct EmulatedLauncher {
   template <typename Kernel, typename KernelParams>
   static Status launch(Kernel kernel, int smem_bytes, dim3 grid, int threads,
-                       const KernelParams& params, cudaStream_t) {
+                       const KernelParams& params, cudaStream_t, bool = false) {
     if (smem_bytes > static_cast<int>(sizeof(smem_raw))) {
       return Status::Error(StatusCode::kInvalidArgument, "emulator: shared memory too small");
     }

@@ -227,4 +227,8 @@ inline void release_registers() {}
 template <int kRegisters>
 inline void claim_registers() {}
 
+// Kernels run one after another here: nothing to overlap or wait for.
+inline void allow_dependent_launch() {}
+inline void wait_for_previous_grid() {}
+
 }  // namespace tk::flash_attn::sm90
