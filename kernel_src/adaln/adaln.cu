@@ -172,8 +172,13 @@ template <typename T, size_t kShape>
 void launch_bwd_resident(const BwdParams<T>& p, int64_t blocks, cudaStream_t stream) {
   constexpr ResidentShape s = kBwdShapes[kShape];
   static_assert(s.vecs_per_thread == 1 && s.rows_per_block == 1, "one vector, one row");
-  adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm>
-      <<<static_cast<unsigned>(blocks), s.threads_per_block(), 0, stream>>>(p);
+  if (p.scale_per_token) {
+    adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, false>
+        <<<static_cast<unsigned>(blocks), s.threads_per_block(), 0, stream>>>(p);
+  } else {
+    adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, true>
+        <<<static_cast<unsigned>(blocks), s.threads_per_block(), 0, stream>>>(p);
+  }
 }
 
 template <typename T, size_t... kShapes>
