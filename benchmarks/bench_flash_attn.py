@@ -150,7 +150,8 @@ def cuda_deterministic_peer(kernel: Any, causal: bool) -> Peer:
     """The CUDA variant with the deterministic backward (on sm_90a: a dk/dv kernel, then a dq
     kernel, no sums across blocks); its forward is the same as ours-cuda's."""
     if getattr(kernel, "BACKEND", None) != "cuda":
-        return Peer("ours-cuda-det", skip="the loaded variant is not the CUDA variant")
+        return Peer("ours-cuda-det", skip="the loaded variant is not the CUDA variant",
+                    directions=("bwd",))
 
     def fn(q, k, v):
         q, k, v = (_DeterministicBackward.apply(t, False) for t in (q, k, v))
@@ -158,7 +159,7 @@ def cuda_deterministic_peer(kernel: Any, causal: bool) -> Peer:
                                 causal=causal)
         return _DeterministicBackward.apply(out.transpose(1, 2), True)
 
-    return Peer("ours-cuda-det", fn)
+    return Peer("ours-cuda-det", fn, directions=("bwd",))
 
 
 def sdpa_peer(name: str, backend_name: str, causal: bool) -> Peer:

@@ -42,13 +42,16 @@ class Peer:
 
     ``skip`` is the reason it cannot run here (not importable, op missing); it is recorded.
     ``variant`` names the variant directory of one of ours loaded apart from the default one
-    (recorded instead of the default's name).
+    (recorded instead of the default's name). ``directions`` are those it is measured in: a
+    peer whose forward is another peer's (only its backward differs) names "bwd" alone, so
+    that the same forward is not timed twice.
     """
 
     name: str
     fn: Callable[..., Any] | None = None
     skip: str | None = None
     variant: str | None = None
+    directions: tuple[str, ...] = ("fwd", "bwd")
 
 
 @dataclass
@@ -289,7 +292,7 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
     for peer in case.peers:
         if peer_filter is not None and peer.name not in peer_filter:
             continue
-        for direction in directions:
+        for direction in (d for d in directions if d in peer.directions):
             rec = _base_record(case, peer, direction)
             records.append(rec)
             if no_truth is not None:

@@ -435,6 +435,18 @@ def test_run_case_checks_times_and_skips(cpu_run):
     assert len(cpu_run) == n_ok, "a failing or raising peer must not be timed"
 
 
+def test_run_case_measures_a_peer_only_in_its_directions(cpu_run):
+    torch.manual_seed(0)
+    [case, _] = bench_rmsnorm.build_cases(fake_kernel(), (16, 128), torch.bfloat16)
+    ours = next(p for p in case.peers if p.name == "ours")
+    case.peers.append(harness.Peer("ours-bwd-only", ours.fn, directions=("bwd",)))
+    recs = harness.run_case(case, ["fwd", "bwd"], CEILINGS, 1, 1,
+                            peer_filter={"ours", "ours-bwd-only"})
+    assert sorted((r["peer"], r["direction"], r["status"]) for r in recs) == [
+        ("ours", "bwd", "ok"), ("ours", "fwd", "ok"), ("ours-bwd-only", "bwd", "ok")]
+    assert len(cpu_run) == 3
+
+
 def test_main_writes_json_plot_and_table(cpu_run, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(harness.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(harness, "load_kernel", lambda: (fake_kernel(), {
