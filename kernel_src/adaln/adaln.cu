@@ -287,19 +287,25 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   if (r.partial_p == nullptr && r.partial_shift == nullptr && r.partial_gate == nullptr) {
     return Status::Ok();
   }
+  // The reduction passes start as the kernel before them ends (programmatic dependent launch,
+  // sm_90+), their launch latency hidden behind its last blocks; they wait for it before reading
+  // its partial rows.
+  int capability = 0;
+  if (Status s = current_compute_capability(&capability); !s.ok()) return s;
+  const bool overlap = capability >= 90;
   const unsigned reduce_blocks = static_cast<unsigned>(a.batch * column_tiles);
-  if (a.hidden % 4 == 0) {
-    adaln_reduce_chunks<T, 4><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
-  } else {
-    adaln_reduce_chunks<T, 1><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
+  const auto reduce_chunks = a.hidden % 4 == 0 ? adaln_reduce_chunks<T, 4>
+                                               : adaln_reduce_chunks<T, 1>;
+  if (Status s = status_from(launch_kernel(reduce_chunks, dim3(reduce_blocks),
+                                           dim3(kReduceThreads), 0, stream, overlap, r));
+      !s.ok() || a.dweight == nullptr) {
+    return s;
   }
-  if (Status s = check_last_launch(); !s.ok() || a.dweight == nullptr) return s;
-
-  const dim3 dweight_block(kReduceColumns, kReduceRowGroups);
-  adaln_reduce_dweight<T><<<static_cast<unsigned>(column_tiles), dweight_block, 0, stream>>>(
-      static_cast<T*>(a.dweight), r.sample_p, a.scale_per_token ? nullptr : p.scale, a.batch,
-      p.hidden);
-  return check_last_launch();
+  return status_from(launch_kernel(
+      adaln_reduce_dweight<T>, dim3(static_cast<unsigned>(column_tiles)),
+      dim3(kReduceColumns, kReduceRowGroups), 0, stream, overlap, static_cast<T*>(a.dweight),
+      static_cast<const float*>(r.sample_p), a.scale_per_token ? nullptr : p.scale, a.batch,
+      p.hidden));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "_common/dependent_launch.cuh"
 #include "_common/reduce.cuh"
 #include "_common/vec.cuh"
 #include "adaln/launch_config.h"
@@ -566,6 +567,8 @@ __device__ __forceinline__ void block_rows(const int64_t seq, const int64_t chun
 template <typename T, int kThreadsPerRow, int kMinBlocksPerSm, bool kSampleScale>
 __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
     adaln_bwd_resident(BwdParams<T> p) {
+  // The reduction pass after this kernel may be scheduled now; it waits for this grid's end.
+  allow_dependent_launch();
   constexpr int kVec = kElemsPer16Bytes<T>;
   using V = Vec<T, kVec>;
   __shared__ BlockSumsScratch<2> scratch[2];
@@ -666,6 +669,7 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
 // resident), with no other thread touching those floats.
 template <typename T, int kVecElems>
 __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<T> p) {
+  allow_dependent_launch();  // as in adaln_bwd_resident
   using V = Vec<T, kVecElems>;
   __shared__ BlockSumScratch scratch[2];
   const int threads_per_row = blockDim.x;
@@ -764,6 +768,10 @@ struct ReduceParams {
 // bf16 (H100, Nsight Compute).
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kReduceThreads) adaln_reduce_chunks(ReduceParams<T> p) {
+  // Launched to overlap the backward kernel's end (bwd_cuda): its partial rows are read only
+  // after that grid has completed.
+  allow_dependent_launch();
+  wait_for_previous_grid();
   constexpr int kColumnThreads = kReduceColumns / kCols;
   constexpr int kGroups = kReduceThreads / kColumnThreads;
   __shared__ float group_sums[3][kGroups][kReduceColumns];
@@ -817,6 +825,7 @@ template <typename T>
 __global__ void __launch_bounds__(kReduceThreads)
     adaln_reduce_dweight(T* dweight, const float* sample_p, const T* sample_scale, int64_t batch,
                          int hidden) {
+  wait_for_previous_grid();  // sample_p is adaln_reduce_chunks' output
   __shared__ float group_sums[kReduceRowGroups][kReduceColumns];
   const int column = blockIdx.x * kReduceColumns + threadIdx.x;
   float sum = 0.0f;

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "_common/cuda_check.cuh"
+#include "_common/dependent_launch.cuh"
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_launch.cuh"
 #include "flash_attn/flash_attn_sm90_launch.h"
@@ -24,17 +25,8 @@ struct GpuLauncher {
     if (smem_bytes > 0) {
       if (Status s = sm80::allow_shared_memory(kernel, smem_bytes); !s.ok()) return s;
     }
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = grid;
-    config.blockDim = dim3(threads);
-    config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
-    config.stream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = overlaps_previous ? 1 : 0;
-    return status_from(cudaLaunchKernelEx(&config, kernel, params));
+    return status_from(launch_kernel(kernel, grid, dim3(threads), static_cast<size_t>(smem_bytes),
+                                     stream, overlaps_previous, params));
   }
 };
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "_common/dependent_launch.cuh"
 #include "flash_attn/flash_attn_sm90_tensor_map.h"
 
 namespace tk::flash_attn::sm90 {
@@ -181,16 +182,9 @@ __device__ __forceinline__ void claim_registers() {
 
 // ---- programmatic dependent launch ------------------------------------------------------------
 
-// Lets the next kernel on the stream, launched with programmatic stream serialization, start
-// once every block of this grid has run this (or exited).
-__device__ __forceinline__ void allow_dependent_launch() {
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-
-// Waits until the grid this one was launched after (programmatic stream serialization) has
-// completed and its writes are visible.
-__device__ __forceinline__ void wait_for_previous_grid() {
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-}
+// _common/dependent_launch.cuh's, named here so that the emulator's copy of this file can
+// replace them too.
+using ::tk::allow_dependent_launch;
+using ::tk::wait_for_previous_grid;
 
 }  // namespace tk::flash_attn::sm90
