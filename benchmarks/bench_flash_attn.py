@@ -147,17 +147,15 @@ class _DeterministicBackward(torch.autograd.Function):
 
 
 def cuda_deterministic_peer(kernel: Any, causal: bool) -> Peer:
-    """The CUDA variant with the deterministic backward (on sm_90a: a dk/dv kernel, then a dq
-    kernel, no sums across blocks); its forward is the same as ours-cuda's."""
-    if getattr(kernel, "BACKEND", None) != "cuda":
-        return Peer("ours-cuda-det", skip="the loaded variant is not the CUDA variant",
-                    directions=("bwd",))
+    """ours-cuda with the deterministic backward (on sm_90a: a dk/dv kernel, then a dq kernel,
+    no sums across blocks); its forward is ours-cuda's, so it is measured backward only."""
+    cuda = cuda_peer(kernel, causal)
+    if cuda.fn is None:
+        return Peer("ours-cuda-det", skip=cuda.skip, directions=("bwd",))
 
     def fn(q, k, v):
         q, k, v = (_DeterministicBackward.apply(t, False) for t in (q, k, v))
-        out = kernel.flash_attn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                causal=causal)
-        return _DeterministicBackward.apply(out.transpose(1, 2), True)
+        return _DeterministicBackward.apply(cuda.fn(q, k, v), True)
 
     return Peer("ours-cuda-det", fn, directions=("bwd",))
 
