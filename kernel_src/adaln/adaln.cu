@@ -304,8 +304,7 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   return status_from(launch_kernel(
       adaln_reduce_dweight<T>, dim3(static_cast<unsigned>(column_tiles)),
       dim3(kReduceColumns, kReduceRowGroups), 0, stream, overlap, static_cast<T*>(a.dweight),
-      static_cast<const float*>(r.sample_p), a.scale_per_token ? nullptr : p.scale, a.batch,
-      p.hidden));
+      r.sample_p, a.scale_per_token ? nullptr : p.scale, a.batch, p.hidden));
 }
 
 }  // namespace
