@@ -356,6 +356,7 @@ class AdalnFunction : public torch::autograd::Function<AdalnFunction> {
     ctx->save_for_backward({x, scale, weight.value_or(at::Tensor()), mean, rstd});
     save_shift_and_norm(ctx, shift, norm);
     ctx->mark_non_differentiable({mean, rstd});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {y, mean, rstd};
   }
 
@@ -391,6 +392,7 @@ class AdalnGatedFunction : public torch::autograd::Function<AdalnGatedFunction> 
     ctx->save_for_backward({z, branch, gate, scale, weight.value_or(at::Tensor()), mean, rstd});
     save_shift_and_norm(ctx, shift, norm);
     ctx->mark_non_differentiable({mean, rstd});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {y, z, mean, rstd};
   }
 

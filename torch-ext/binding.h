@@ -106,7 +106,10 @@ inline std::vector<int64_t> leading_dims(const at::Tensor& x) {
 }
 
 // Autograd helpers: an optional input saved as an undefined tensor when absent, and a missing
-// output gradient (that output was unused) read as zeros.
+// output gradient (that output was unused) read as zeros. Functions with outputs that are
+// never differentiated (mean, rstd, lse) call ctx->set_materialize_grads(false): otherwise
+// autograd fills a zero gradient for each of them on every backward, two fill kernels of about
+// 1 us each beside AdaLN's 60 us backward kernel at 2x4096x3072 (H100, torch.profiler).
 inline std::optional<at::Tensor> optional_from_saved(const at::Tensor& saved) {
   return saved.defined() ? std::optional<at::Tensor>(saved) : std::nullopt;
 }

@@ -416,6 +416,7 @@ class FlashAttnFunction : public torch::autograd::Function<FlashAttnFunction> {
     ctx->saved_data["window_left"] = window_left;
     ctx->saved_data["window_right"] = window_right;
     ctx->mark_non_differentiable({lse});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {out, lse};
   }
 
@@ -454,6 +455,7 @@ class FlashAttnVarlenFunction : public torch::autograd::Function<FlashAttnVarlen
     ctx->saved_data["window_left"] = window_left;
     ctx->saved_data["window_right"] = window_right;
     ctx->mark_non_differentiable({lse});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {out, lse};
   }
 

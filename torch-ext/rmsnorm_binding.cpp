@@ -211,6 +211,7 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
     auto [y, rstd] = op.call(x, weight, eps);
     ctx->save_for_backward({x, weight.value_or(at::Tensor()), rstd});
     ctx->mark_non_differentiable({rstd});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {y, rstd};
   }
 
@@ -240,6 +241,7 @@ class RmsNormAddFunction : public torch::autograd::Function<RmsNormAddFunction> 
     auto [y, residual_out, rstd] = op.call(x, residual, weight, eps);
     ctx->save_for_backward({residual_out, weight.value_or(at::Tensor()), rstd});
     ctx->mark_non_differentiable({rstd});
+    ctx->set_materialize_grads(false);  // see binding.h, grad_or_zeros
     return {y, residual_out, rstd};
   }
 

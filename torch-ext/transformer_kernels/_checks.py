@@ -44,6 +44,13 @@ def check_out_tensor(op: str, name: str, t, x, dtype, shape) -> None:
         raise ValueError(f"{op}: {name} must be contiguous")
 
 
+def grad_or_zeros(grad, like: torch.Tensor) -> torch.Tensor:
+    """An output's gradient, zeros when that output was unused. The autograd setups whose ops
+    return outputs never differentiated (mean, rstd, lse) turn off materialize_grads, which
+    would otherwise fill a zero gradient for each of them on every backward (binding.h)."""
+    return grad if grad is not None else torch.zeros_like(like)
+
+
 def out_op_fake(*args) -> None:
     """Fake of every `*_out` op: they return nothing."""
     return None

@@ -20,6 +20,7 @@ from ._checks import (
     check_out_tensor,
     check_same,
     check_tensor_arg,
+    grad_or_zeros,
     out_op_fake,
     triton_runs_on_cpu,
 )
@@ -289,10 +290,12 @@ def _setup_adaln(ctx, inputs, output):
     _y, mean, rstd = output
     ctx.save_for_backward(x, scale, weight, mean, rstd)
     _save_shift_and_norm(ctx, shift, norm)
+    ctx.set_materialize_grads(False)
 
 
 def _grad_adaln(ctx, dy, _dmean, _drstd):
     x, scale, weight, mean, rstd = ctx.saved_tensors
+    dy = grad_or_zeros(dy, x)
     want_dweight = weight is not None and ctx.needs_input_grad[3]
     dx, dscale, dshift, dweight, _, _ = ops.adaln_backward(
         dy, None, x, None, None, scale, ctx.shift_per_token, weight, mean, rstd, ctx.norm,
@@ -306,10 +309,12 @@ def _setup_adaln_gated(ctx, inputs, output):
     _y, z, mean, rstd = output
     ctx.save_for_backward(z, branch, gate, scale, weight, mean, rstd)
     _save_shift_and_norm(ctx, shift, norm)
+    ctx.set_materialize_grads(False)
 
 
 def _grad_adaln_gated(ctx, dy, dz, _dmean, _drstd):
     z, branch, gate, scale, weight, mean, rstd = ctx.saved_tensors
+    dy = grad_or_zeros(dy, z)
     want_dweight = weight is not None and ctx.needs_input_grad[5]
     dx, dscale, dshift, dweight, dbranch, dgate = ops.adaln_backward(
         dy, dz, z, branch, gate, scale, ctx.shift_per_token, weight, mean, rstd, ctx.norm,

@@ -34,7 +34,13 @@ import math
 
 import torch
 
-from ._checks import SUPPORTED_DTYPES, check_tensor_arg, out_op_fake, triton_runs_on_cpu
+from ._checks import (
+    SUPPORTED_DTYPES,
+    check_tensor_arg,
+    grad_or_zeros,
+    out_op_fake,
+    triton_runs_on_cpu,
+)
 from ._ops import BACKEND, add_op_namespace_prefix, ops
 from ._register import FIRST_LOAD
 
@@ -432,6 +438,7 @@ def _setup_flash_attn(ctx, inputs, output):
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse)
     ctx.mark_non_differentiable(lse)
+    ctx.set_materialize_grads(False)
     ctx.attrs = (0, 0, softmax_scale, causal, window_left, window_right)
 
 
@@ -440,14 +447,13 @@ def _setup_flash_attn_varlen(ctx, inputs, output):
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k)
     ctx.mark_non_differentiable(lse)
+    ctx.set_materialize_grads(False)
     ctx.attrs = (max_seqlen_q, max_seqlen_k, softmax_scale, causal, left, right)
 
 
 def _grad(ctx, dout, cu_q, cu_k, attrs):
     q, k, v, out, lse = ctx.saved_tensors[:5]
-    if dout is None:
-        dout = torch.zeros_like(out)
-    return ops.flash_attn_backward(dout, q, k, v, out, lse, cu_q, cu_k, *attrs,
+    return ops.flash_attn_backward(grad_or_zeros(dout, out), q, k, v, out, lse, cu_q, cu_k, *attrs,
                                    torch.are_deterministic_algorithms_enabled())
 
 

@@ -11,6 +11,7 @@ from ._checks import (
     SUPPORTED_DTYPES,
     check_out_tensor,
     check_same,
+    grad_or_zeros,
     out_op_fake,
     triton_runs_on_cpu,
 )
@@ -147,12 +148,13 @@ def _setup_rms_norm(ctx, inputs, output):
     x, weight, _eps = inputs
     _y, rstd = output
     ctx.save_for_backward(x, weight, rstd)
+    ctx.set_materialize_grads(False)
 
 
 def _grad_rms_norm(ctx, dy, _drstd):
     x, weight, rstd = ctx.saved_tensors
     want_dweight = weight is not None and ctx.needs_input_grad[1]
-    dx, dweight = ops.rms_norm_backward(dy, x, weight, rstd, None, want_dweight)
+    dx, dweight = ops.rms_norm_backward(grad_or_zeros(dy, x), x, weight, rstd, None, want_dweight)
     return dx, (dweight if want_dweight else None), None
 
 
@@ -160,12 +162,13 @@ def _setup_rms_norm_add(ctx, inputs, output):
     _x, _residual, weight, _eps = inputs
     _y, residual_out, rstd = output
     ctx.save_for_backward(residual_out, weight, rstd)
+    ctx.set_materialize_grads(False)
 
 
 def _grad_rms_norm_add(ctx, dy, dresidual_out, _drstd):
     z, weight, rstd = ctx.saved_tensors
     want_dweight = weight is not None and ctx.needs_input_grad[2]
-    dz, dweight = ops.rms_norm_backward(dy, z, weight, rstd, dresidual_out, want_dweight)
+    dz, dweight = ops.rms_norm_backward(grad_or_zeros(dy, z), z, weight, rstd, dresidual_out, want_dweight)
     return dz, dz, (dweight if want_dweight else None), None
 
 
