@@ -242,7 +242,8 @@ class Truth:
 # ----------------------------------------------------------------------------- running
 
 
-def _timed_callable(peer: Peer, case: Case, inputs: dict[str, torch.Tensor], dys, direction: str):
+def timed_callable(peer: Peer, case: Case, inputs: dict[str, torch.Tensor], dys, direction: str):
+    """What the harness times: the forward, or torch.autograd.grad after one forward."""
     if direction == "fwd":
         return lambda: peer.fn(**inputs)
     outs = as_tuple(peer.fn(**inputs))
@@ -307,7 +308,7 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
                 if not check.passed:
                     rec.update(status="failed", reason="max error over the tolerance rule")
                     continue
-                fn = _timed_callable(peer, case, inputs, truth.dys, direction)
+                fn = timed_callable(peer, case, inputs, truth.dys, direction)
                 rec.update(_measurement(timing.time_ms(fn, warmup_ms, rep_ms), rec, ceilings))
                 del fn
             except Exception as exc:

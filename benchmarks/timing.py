@@ -63,26 +63,39 @@ def _host_ms(fn: Callable[[], Any], calls: int = 5) -> float:
     return elapsed
 
 
-def time_ms(fn: Callable[[], Any], warmup_ms: float, rep_ms: float) -> Timing:
-    """Median (p20, p80) GPU time of ``fn`` in ms.
-
-    Before every timed call the L2 is flushed and the GPU is then kept busy for about twice the
-    host time of one call, so the start event runs only after the host has queued the whole
-    call: what is timed is the GPU's work, with no idle time from Python, dispatch or dynamo
-    guards in it. Without the cover, host time longer than the flush showed up in the timings:
-    on an H100 host of 2026-12-06 the adaln-rms-sample 2x4096x3072 bf16 backward timed 166 us
-    (80 us with the cover) and torch.compile's forward of it 151 us (47 us with the cover)."""
+def call_isolation(fn: Callable[[], Any]) -> Callable[[], None]:
+    """What runs before every timed call of ``fn``: the L2 flushed, then the GPU kept busy for
+    about twice the host time of one call, so that a call queued right after it starts only once
+    the host has queued all of it."""
     flush = _flush_buffer()
     fn()
     cover_ms = min(max(HOST_COVER_FACTOR * _host_ms(fn), MIN_COVER_MS), MAX_COVER_MS)
     cover_cycles = int(cover_ms * _sleep_cycles_per_ms())
 
+    def isolate() -> None:
+        flush.zero_()
+        torch.cuda._sleep(cover_cycles)
+
+    return isolate
+
+
+def time_ms(fn: Callable[[], Any], warmup_ms: float, rep_ms: float) -> Timing:
+    """Median (p20, p80) GPU time of ``fn`` in ms.
+
+    Before every timed call the L2 is flushed and the GPU is then kept busy for about twice the
+    host time of one call (call_isolation), so the start event runs only after the host has
+    queued the whole call: what is timed is the GPU's work, with no idle time from Python,
+    dispatch or dynamo guards in it. Without the cover, host time longer than the flush showed up
+    in the timings: on an H100 host of 2026-12-06 the adaln-rms-sample 2x4096x3072 bf16 backward
+    timed 166 us (80 us with the cover) and torch.compile's forward of it 151 us (47 us with the
+    cover)."""
+    isolate = call_isolation(fn)
+
     def timed_calls(n: int) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         for i in range(n):
-            flush.zero_()
-            torch.cuda._sleep(cover_cycles)
+            isolate()
             starts[i].record()
             fn()
             ends[i].record()
