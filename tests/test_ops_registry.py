@@ -64,9 +64,12 @@ class _RecordOps(TorchDispatchMode):
 
 def _ops_with_unused_outputs(ops, device):
     """(op name, call, inputs) for every autograd op with outputs that a caller may leave
-    unused: mean, rstd and lse always, z and residual_out here too."""
+    unused: mean, rstd and lse always, z and residual_out here too. bf16 on the GPU, where
+    flash_attn takes no fp32."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+
     def rand(*shape):
-        return torch.randn(*shape, device=device, requires_grad=True)
+        return torch.randn(*shape, device=device, dtype=dtype, requires_grad=True)
 
     x, scale, shift, weight = rand(2, 5, 48), rand(2, 48), rand(2, 5, 48), rand(48)
     q, k, v = rand(1, 17, 2, 64), rand(1, 17, 2, 64), rand(1, 17, 2, 64)
