@@ -12,6 +12,8 @@
 // Row offsets are 64-bit (rows * hidden may exceed 2^31); offsets inside a row are int.
 #pragma once
 
+#include <cooperative_groups.h>
+
 #include <cstdint>
 
 #include "_common/dependent_launch.cuh"
@@ -543,6 +545,57 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_fwd_looped(FwdParams<
 }
 
 // ---------------------------------------------------------------------------------------------
+// The backward's per-sample sums: every block writes one fp32 partial row per sum, which a
+// sample's chunks then sum column by column, in adaln_reduce_chunks (a second pass) or in the
+// fused backward's second phase (sum_partials_in_grid). adaln_reduce_chunks' blocks of 512
+// threads cover kReduceColumns columns of one sample; the dweight pass splits them as 32 column
+// threads x 16 row groups.
+inline constexpr int kReduceColumns = 32;
+inline constexpr int kReduceRowGroups = 16;
+inline constexpr int kReduceThreads = kReduceColumns * kReduceRowGroups;
+
+template <typename T>
+struct ReduceParams {
+  T* dscale;                 // [batch, hidden]: written when scale is per sample
+  T* dshift;                 // [batch, hidden]: written when partial_shift is given
+  T* dgate;                  // [batch, hidden]: written when partial_gate is given
+  float* sample_p;           // [batch, hidden] fp32 sums of partial_p, for dweight; or nullptr
+  const float* partial_p;    // the BwdParams partial rows ([batch * chunks, hidden])
+  const float* partial_shift;
+  const float* partial_gate;
+  const T* weight;           // dscale = weight * (sum of dy * xhat); nullptr: no weight
+  int64_t chunks;
+  int64_t column_tiles;      // ceil(hidden / kReduceColumns)
+  int hidden;
+  int slice_columns;         // the fused backward's column slices: a power of two, 4 to 128
+  bool scale_per_token;
+};
+
+// Partial array q of the backward: 0 the dy * xhat sums, 1 the dy sums, 2 the dz * branch sums.
+template <typename T>
+__device__ __forceinline__ const float* partial_array(const ReduceParams<T>& p, int q) {
+  return q == 0 ? p.partial_p : q == 1 ? p.partial_shift : p.partial_gate;
+}
+
+// Stores the total of partial array q over a sample's chunks at one column: dscale (times the
+// weight) and sample_p, dshift or dgate.
+template <typename T>
+__device__ __forceinline__ void store_sample_sum(const ReduceParams<T>& p, int q, int64_t sample,
+                                                 int column, float total) {
+  const int64_t at = sample * p.hidden + column;
+  if (q == 0) {
+    if (!p.scale_per_token) {
+      const float weight = p.weight != nullptr ? load_float(p.weight, column) : 1.0f;
+      store_float(p.dscale, at, total * weight);
+    }
+    if (p.sample_p != nullptr) p.sample_p[at] = total;
+  } else {
+    store_float(q == 1 ? p.dshift : p.dgate, at, total);
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
 // Backward: block b * chunks + c walks its contiguous run of the rows of sample b. Per-token
 // gradients are stored row by row; per-sample sums (and the dweight sum) are accumulated in
 // fp32 over the block's rows and written as the block's partial rows, which
@@ -558,15 +611,81 @@ __device__ __forceinline__ void block_rows(const int64_t seq, const int64_t chun
   end = sample * seq + seq * (chunk + 1) / chunks;
 }
 
+// Largest column slice of the fused backward's second phase: 32 threads of 4 columns.
+inline constexpr int kMaxSliceColumns = 128;
+
+// The fused backward's second phase, run by every block of a grid launched cooperatively (so all
+// blocks are resident and the grid barrier before this waits on none that never starts), once
+// every block's partial rows are written: block (sample, chunk) sums column slices chunk,
+// chunk + chunks, ... of its sample (r.slice_columns wide) over the sample's chunks, as
+// adaln_reduce_chunks does for its column tiles: threads of 4 columns ("runs") x row groups,
+// group g summing chunks g, g + groups, ... in order, then the groups of a warp by butterfly
+// shuffles (runs divides 32, so lanes `runs` apart hold the same columns) and the warps' sums in
+// warp order. A fixed order for a given hidden and grid: deterministic.
+template <typename T, int kThreads>
+__device__ void sum_partials_in_grid(const ReduceParams<T>& r, int64_t sample, int64_t chunk) {
+  static_assert(kThreads % 32 == 0, "whole warps");
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warp_sums[3][kWarps][kMaxSliceColumns];
+  const int slice = r.slice_columns;
+  const int runs = slice / 4;
+  const int run = threadIdx.x % runs;
+  const int group = threadIdx.x / runs;
+  const int groups = kThreads / runs;
+  const int warp = threadIdx.x / 32;
+  for (int64_t first = chunk * slice; first < r.hidden; first += r.chunks * slice) {
+    // hidden is a multiple of 4 (16-byte rows), so a run lies wholly inside the row or past it.
+    const int column = static_cast<int>(first) + run * 4;
+    float sums[3][4] = {};
+    if (column < r.hidden) {
+#pragma unroll 2
+      for (int64_t c = group; c < r.chunks; c += groups) {
+        const int64_t at = (sample * r.chunks + c) * r.hidden + column;
+#pragma unroll
+        for (int q = 0; q < 3; ++q) {
+          if (partial_array(r, q) != nullptr) add_floats(sums[q], partial_array(r, q) + at);
+        }
+      }
+    }
+    for (int offset = runs; offset < 32; offset *= 2) {
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
+      }
+    }
+    if (threadIdx.x % 32 < runs) {
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) warp_sums[q][warp][run * 4 + k] = sums[q][k];
+      }
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < 3 * slice; t += kThreads) {
+      const int q = t / slice;
+      const int at_column = static_cast<int>(first) + t % slice;
+      if (partial_array(r, q) == nullptr || at_column >= r.hidden) continue;
+      float total = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][t % slice];
+      store_sample_sum(r, q, sample, at_column, total);
+    }
+    __syncthreads();  // warp_sums is written again for the next slice
+  }
+}
+
 // One 16-byte vector per thread (kBwdShapes), with up to three fp32 accumulator vectors in
 // registers. To keep few registers live across the row reductions, only dy and z are held
 // across them: scale and weight are read before them (for the sums) and again after them (L1
 // hits), and dz, branch and gate, needed only after them, are prefetched into L1 before them,
 // so all of the row's DRAM traffic is still in flight at once. kSampleScale: the scale is per
 // sample (p.scale_per_token false), and the block's (1 + scale) * weight is held in fp32.
-template <typename T, int kThreadsPerRow, int kMinBlocksPerSm, bool kSampleScale>
+// kFusedSums: launched cooperatively, the grid sums its partial rows itself after a grid barrier
+// (sum_partials_in_grid, with `sums`); else adaln_reduce_chunks does, and `sums` is unused.
+template <typename T, int kThreadsPerRow, int kMinBlocksPerSm, bool kSampleScale, bool kFusedSums>
 __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
-    adaln_bwd_resident(BwdParams<T> p) {
+    adaln_bwd_resident(BwdParams<T> p, ReduceParams<T> sums) {
   // The reduction pass after this kernel may be scheduled now; it waits for this grid's end.
   allow_dependent_launch();
   constexpr int kVec = kElemsPer16Bytes<T>;
@@ -657,11 +776,16 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
                  reinterpret_cast<const V*>(p.gate)[gate_at], acc_gate);
     }
   }
-  if (!active) return;
-  const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
-  store_partial(p.partial_p, partial_at, acc_p);
-  store_partial(p.partial_shift, partial_at, acc_shift);
-  store_partial(p.partial_gate, partial_at, acc_gate);
+  if (active) {
+    const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
+    store_partial(p.partial_p, partial_at, acc_p);
+    store_partial(p.partial_shift, partial_at, acc_shift);
+    store_partial(p.partial_gate, partial_at, acc_gate);
+  }
+  if constexpr (kFusedSums) {
+    cooperative_groups::this_grid().sync();  // also orders the partial rows' writes before
+    sum_partials_in_grid<T, kThreadsPerRow>(sums, sample, blockIdx.x % p.chunks);
+  }
 }
 
 // A block of threads_per_row threads per (sample, chunk). Each thread owns the same columns in
@@ -737,29 +861,7 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
 }
 
 // ---------------------------------------------------------------------------------------------
-// Second pass of the backward sums. A block of 512 threads covers kReduceColumns columns of one
-// sample. The dweight pass below splits them as 32 column threads x 16 row groups.
-inline constexpr int kReduceColumns = 32;
-inline constexpr int kReduceRowGroups = 16;
-inline constexpr int kReduceThreads = kReduceColumns * kReduceRowGroups;
-
-template <typename T>
-struct ReduceParams {
-  T* dscale;                 // [batch, hidden]: written when scale is per sample
-  T* dshift;                 // [batch, hidden]: written when partial_shift is given
-  T* dgate;                  // [batch, hidden]: written when partial_gate is given
-  float* sample_p;           // [batch, hidden] fp32 sums of partial_p, for dweight; or nullptr
-  const float* partial_p;    // the BwdParams partial rows ([batch * chunks, hidden])
-  const float* partial_shift;
-  const float* partial_gate;
-  const T* weight;           // dscale = weight * (sum of dy * xhat); nullptr: no weight
-  int64_t chunks;
-  int64_t column_tiles;      // ceil(hidden / kReduceColumns)
-  int hidden;
-  bool scale_per_token;
-};
-
-// Block (sample, column tile) = blockIdx.x sums the sample's `chunks` partial rows of its
+// Second pass of the backward sums. Block (sample, column tile) = blockIdx.x sums the sample's `chunks` partial rows of its
 // kReduceColumns columns. Each thread reads runs of kCols floats: kCols = 4 (hidden a multiple
 // of 4, so every run is 16-byte aligned) gives 8 column threads x 64 row groups, kCols = 1 gives
 // 32 x 16. Row group g sums chunks g, g + groups, ... in order (four loads in flight per array
@@ -816,21 +918,11 @@ __global__ void __launch_bounds__(kReduceThreads) adaln_reduce_chunks(ReducePara
   __syncthreads();
   const int q = warp;
   const int column = tile_column + static_cast<int>(threadIdx.x % 32);
-  const float* partial = q == 0 ? p.partial_p : q == 1 ? p.partial_shift : p.partial_gate;
-  if (q >= 3 || partial == nullptr || column >= p.hidden) return;
+  if (q >= 3 || partial_array(p, q) == nullptr || column >= p.hidden) return;
   float total = 0.0f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][threadIdx.x % 32];
-  const int64_t at = sample * p.hidden + column;
-  if (q == 0) {
-    if (!p.scale_per_token) {
-      const float weight = p.weight != nullptr ? load_float(p.weight, column) : 1.0f;
-      store_float(p.dscale, at, total * weight);
-    }
-    if (p.sample_p != nullptr) p.sample_p[at] = total;
-  } else {
-    store_float(q == 1 ? p.dshift : p.dgate, at, total);
-  }
+  store_sample_sum(p, q, sample, column, total);
 }
 
 // dweight[j] = sum over samples b of sample_p[b][j] * (1 + scale[b][j]) (per-sample scale) or
