@@ -611,67 +611,79 @@ __device__ __forceinline__ void block_rows(const int64_t seq, const int64_t chun
   end = sample * seq + seq * (chunk + 1) / chunks;
 }
 
-// Largest column slice of the fused backward's second phase: 32 threads of 4 columns.
+// Sums the partial rows of one sample over its chunks at columns [first, first + slice) and
+// stores the totals (store_sample_sum). The block's threads each read runs of kCols floats
+// (slice / kCols runs, which divides 32) x row groups: group g sums chunks g, g + groups, ... in
+// order, with two loads per array in flight; then the groups of a warp are summed by butterfly
+// shuffles (lanes `runs` apart hold the same columns; every lane ends with the same bits) and the
+// warps' sums in warp order. A fixed order for a given hidden, slice and grid: deterministic.
+// Before the shuffles, 32 threads summed the 64 groups' shared-memory rows one after another
+// (192 dependent adds each), and the second pass took 5.3 us of the 67 us backward of
+// adaln-rms-sample 2x4096x3072 bf16 (H100, Nsight Compute, partials in L2).
+template <typename T, int kThreads, int kCols, int kMaxSlice>
+__device__ void sum_column_slice(const ReduceParams<T>& r, int64_t sample, int64_t first,
+                                 int slice) {
+  static_assert(kThreads % 32 == 0, "whole warps");
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warp_sums[3][kWarps][kMaxSlice];
+  const int runs = slice / kCols;
+  const int run = threadIdx.x % runs;
+  const int group = threadIdx.x / runs;
+  const int groups = kThreads / runs;
+  const int warp = threadIdx.x / 32;
+  // hidden is a multiple of kCols, so a run lies wholly inside the row or wholly past it.
+  const int column = static_cast<int>(first) + run * kCols;
+  float sums[3][kCols] = {};
+  if (column < r.hidden) {
+#pragma unroll 2
+    for (int64_t c = group; c < r.chunks; c += groups) {
+      const int64_t at = (sample * r.chunks + c) * r.hidden + column;
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+        if (partial_array(r, q) != nullptr) add_floats(sums[q], partial_array(r, q) + at);
+      }
+    }
+  }
+  for (int offset = runs; offset < 32; offset *= 2) {
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+#pragma unroll
+      for (int k = 0; k < kCols; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
+    }
+  }
+  if (threadIdx.x % 32 < runs) {
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+#pragma unroll
+      for (int k = 0; k < kCols; ++k) warp_sums[q][warp][run * kCols + k] = sums[q][k];
+    }
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < 3 * slice; t += kThreads) {
+    const int q = t / slice;
+    const int at_column = static_cast<int>(first) + t % slice;
+    if (partial_array(r, q) == nullptr || at_column >= r.hidden) continue;
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][t % slice];
+    store_sample_sum(r, q, sample, at_column, total);
+  }
+  __syncthreads();  // warp_sums may be written again by the next slice
+}
+
+// Widest column slice of the fused backward's second phase: 32 runs of 4 columns.
 inline constexpr int kMaxSliceColumns = 128;
 
 // The fused backward's second phase, run by every block of a grid launched cooperatively (so all
 // blocks are resident and the grid barrier before this waits on none that never starts), once
 // every block's partial rows are written: block (sample, chunk) sums column slices chunk,
-// chunk + chunks, ... of its sample (r.slice_columns wide) over the sample's chunks, as
-// adaln_reduce_chunks does for its column tiles: threads of 4 columns ("runs") x row groups,
-// group g summing chunks g, g + groups, ... in order, then the groups of a warp by butterfly
-// shuffles (runs divides 32, so lanes `runs` apart hold the same columns) and the warps' sums in
-// warp order. A fixed order for a given hidden and grid: deterministic.
+// chunk + chunks, ... of its sample (r.slice_columns wide; hidden is a multiple of 4 on the
+// resident path), the work of adaln_reduce_chunks without its launch.
 template <typename T, int kThreads>
 __device__ void sum_partials_in_grid(const ReduceParams<T>& r, int64_t sample, int64_t chunk) {
-  static_assert(kThreads % 32 == 0, "whole warps");
-  constexpr int kWarps = kThreads / 32;
-  __shared__ float warp_sums[3][kWarps][kMaxSliceColumns];
-  const int slice = r.slice_columns;
-  const int runs = slice / 4;
-  const int run = threadIdx.x % runs;
-  const int group = threadIdx.x / runs;
-  const int groups = kThreads / runs;
-  const int warp = threadIdx.x / 32;
-  for (int64_t first = chunk * slice; first < r.hidden; first += r.chunks * slice) {
-    // hidden is a multiple of 4 (16-byte rows), so a run lies wholly inside the row or past it.
-    const int column = static_cast<int>(first) + run * 4;
-    float sums[3][4] = {};
-    if (column < r.hidden) {
-#pragma unroll 2
-      for (int64_t c = group; c < r.chunks; c += groups) {
-        const int64_t at = (sample * r.chunks + c) * r.hidden + column;
-#pragma unroll
-        for (int q = 0; q < 3; ++q) {
-          if (partial_array(r, q) != nullptr) add_floats(sums[q], partial_array(r, q) + at);
-        }
-      }
-    }
-    for (int offset = runs; offset < 32; offset *= 2) {
-#pragma unroll
-      for (int q = 0; q < 3; ++q) {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
-      }
-    }
-    if (threadIdx.x % 32 < runs) {
-#pragma unroll
-      for (int q = 0; q < 3; ++q) {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) warp_sums[q][warp][run * 4 + k] = sums[q][k];
-      }
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < 3 * slice; t += kThreads) {
-      const int q = t / slice;
-      const int at_column = static_cast<int>(first) + t % slice;
-      if (partial_array(r, q) == nullptr || at_column >= r.hidden) continue;
-      float total = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][t % slice];
-      store_sample_sum(r, q, sample, at_column, total);
-    }
-    __syncthreads();  // warp_sums is written again for the next slice
+  for (int64_t first = chunk * r.slice_columns; first < r.hidden;
+       first += r.chunks * r.slice_columns) {
+    sum_column_slice<T, kThreads, 4, kMaxSliceColumns>(r, sample, first, r.slice_columns);
   }
 }
 
@@ -861,68 +873,20 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
 }
 
 // ---------------------------------------------------------------------------------------------
-// Second pass of the backward sums. Block (sample, column tile) = blockIdx.x sums the sample's `chunks` partial rows of its
-// kReduceColumns columns. Each thread reads runs of kCols floats: kCols = 4 (hidden a multiple
-// of 4, so every run is 16-byte aligned) gives 8 column threads x 64 row groups, kCols = 1 gives
-// 32 x 16. Row group g sums chunks g, g + groups, ... in order (four loads in flight per array
-// and thread); then the groups of a warp are summed by butterfly shuffles, which leave every lane
-// of a column with the same bits, and the warps' sums in warp order, one warp per partial array.
-// A fixed order for a given hidden. Before, 32 threads summed the 64 groups' shared-memory rows
-// one after another (192 dependent adds each), and the pass took 5.3 us of the 67 us backward
-// of adaln-rms-sample 2x4096x3072 bf16 (H100, Nsight Compute, partials in L2).
+// Second pass of the backward sums (when the backward is not fused). Block (sample, column tile)
+// = blockIdx.x sums the sample's `chunks` partial rows of its kReduceColumns columns
+// (sum_column_slice): kCols = 4 (hidden a multiple of 4, so every run is 16-byte aligned) gives
+// 8 column threads x 64 row groups, kCols = 1 gives 32 x 16.
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kReduceThreads) adaln_reduce_chunks(ReduceParams<T> p) {
   // Launched to overlap the backward kernel's end (bwd_cuda): its partial rows are read only
   // after that grid has completed.
   allow_dependent_launch();
   wait_for_previous_grid();
-  constexpr int kColumnThreads = kReduceColumns / kCols;
-  constexpr int kGroups = kReduceThreads / kColumnThreads;
-  constexpr int kWarps = kReduceThreads / 32;
-  static_assert(kColumnThreads <= 32 && 32 % kColumnThreads == 0, "a warp holds whole groups");
-  __shared__ float warp_sums[3][kWarps][kReduceColumns];
   const int64_t sample = blockIdx.x / p.column_tiles;
-  const int tile_column = static_cast<int>(blockIdx.x % p.column_tiles) * kReduceColumns;
-  const int run = threadIdx.x % kColumnThreads;
-  const int group = threadIdx.x / kColumnThreads;
-  const int first_column = tile_column + run * kCols;
-  const float* partials[3] = {p.partial_p, p.partial_shift, p.partial_gate};
-  float sums[3][kCols] = {};
-  // hidden is a multiple of kCols, so a run lies wholly inside the row or wholly past it.
-  if (first_column < p.hidden) {
-#pragma unroll 4
-    for (int64_t c = group; c < p.chunks; c += kGroups) {
-      const int64_t at = (sample * p.chunks + c) * p.hidden + first_column;
-#pragma unroll
-      for (int q = 0; q < 3; ++q) {
-        if (partials[q] != nullptr) add_floats(sums[q], partials[q] + at);
-      }
-    }
-  }
-#pragma unroll
-  for (int offset = kColumnThreads; offset < 32; offset *= 2) {
-#pragma unroll
-    for (int q = 0; q < 3; ++q) {
-#pragma unroll
-      for (int k = 0; k < kCols; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
-    }
-  }
-  const int warp = threadIdx.x / 32;
-  if (threadIdx.x % 32 < kColumnThreads) {
-#pragma unroll
-    for (int q = 0; q < 3; ++q) {
-#pragma unroll
-      for (int k = 0; k < kCols; ++k) warp_sums[q][warp][run * kCols + k] = sums[q][k];
-    }
-  }
-  __syncthreads();
-  const int q = warp;
-  const int column = tile_column + static_cast<int>(threadIdx.x % 32);
-  if (q >= 3 || partial_array(p, q) == nullptr || column >= p.hidden) return;
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][threadIdx.x % 32];
-  store_sample_sum(p, q, sample, column, total);
+  const int64_t tile_column = (blockIdx.x % p.column_tiles) * kReduceColumns;
+  sum_column_slice<T, kReduceThreads, kCols, kReduceColumns>(p, sample, tile_column,
+                                                             kReduceColumns);
 }
 
 // dweight[j] = sum over samples b of sample_p[b][j] * (1 + scale[b][j]) (per-sample scale) or
