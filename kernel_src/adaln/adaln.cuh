@@ -890,21 +890,27 @@ __global__ void __launch_bounds__(kReduceThreads) adaln_reduce_chunks(ReducePara
 }
 
 // dweight[j] = sum over samples b of sample_p[b][j] * (1 + scale[b][j]) (per-sample scale) or
-// of sample_p[b][j] (per-token scale: partial_p already held dn * xhat). Same tiling as above,
-// the row groups walking samples.
+// of sample_p[b][j] (per-token scale: partial_p already held dn * xhat). A block of 32 column
+// threads x 16 row groups, group g summing samples g, g + 16, ... with compensated (Kahan)
+// additions: a plain fp32 sum over 2500 samples (156 per group) was 4.5e-5 off in relative
+// terms (H200, fp32, hidden 64), over the 1e-5 of the tolerance rule.
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads)
     adaln_reduce_dweight(T* dweight, const float* sample_p, const T* sample_scale, int64_t batch,
                          int hidden) {
-  wait_for_previous_grid();  // sample_p is adaln_reduce_chunks' output
+  wait_for_previous_grid();  // sample_p is the previous kernel's output
   __shared__ float group_sums[kReduceRowGroups][kReduceColumns];
   const int column = blockIdx.x * kReduceColumns + threadIdx.x;
   float sum = 0.0f;
+  float lost = 0.0f;  // the low-order part the last addition to sum rounded away
   if (column < hidden) {
     for (int64_t b = threadIdx.y; b < batch; b += kReduceRowGroups) {
       const int64_t at = b * hidden + column;
       const float factor = sample_scale != nullptr ? 1.0f + load_float(sample_scale, at) : 1.0f;
-      sum += sample_p[at] * factor;
+      const float term = sample_p[at] * factor - lost;
+      const float next = sum + term;
+      lost = (next - sum) - term;
+      sum = next;
     }
   }
   group_sums[threadIdx.y][threadIdx.x] = sum;
