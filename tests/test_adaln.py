@@ -21,9 +21,13 @@ NORMS = ["rms", "layer"]
 # (batch, seq, hidden): vector-width tails (1, 7, 33, 4095, 5123), zero samples or tokens, runs
 # of tokens long enough to be cut into several chunks (seq 20: three on the CPU), and on a GPU
 # rows that the resident CUDA kernels take (2048, 3072) and a backward too long for them (8192).
+# The fused CUDA backward (per-sample scale) sums its partial rows in column slices: several per
+# block at (2, 9, 2048) and (1, 7, 3072), none for some blocks at (3, 300, 1024); (2500, 1, 64)
+# has more samples than its grid may hold at once (16 blocks per SM of up to 132 SMs), which takes
+# the two-pass sums.
 CPU_SHAPES = [(2, 3, 1), (2, 5, 7), (1, 3, 515), (0, 4, 64), (2, 0, 64), (2, 20, 96)]
 GPU_SHAPES = [(2, 3, 1), (2, 5, 7), (2, 3, 4095), (1, 2, 5123), (0, 4, 64), (2, 0, 64),
-              (2, 9, 2048), (1, 7, 3072), (3, 300, 1024), (2, 5, 8192)]
+              (2, 9, 2048), (1, 7, 3072), (3, 300, 1024), (2500, 1, 64), (2, 5, 8192)]
 INTERPRETER_SHAPES = [(2, 3, 1), (2, 3, 7), (1, 5, 33), (0, 2, 16), (2, 0, 16), (2, 4, 64)]
 
 # Modulation layouts: per sample [B, D], per sample [B, 1, D], per token [B, S, D].
@@ -270,18 +274,20 @@ def test_per_token_shift_gradient_is_dy(backend):
 
 
 def test_per_sample_sums_are_deterministic(backend):
-    """Two backward runs give the same bits (no atomics in the per-sample and weight sums)."""
+    """Two backward runs give the same bits (no atomics in the per-sample and weight sums); on a
+    GPU also for rows of the fused backward."""
     kernel, device, shapes = backend
-    batch, seq, hidden = shapes[-1]
-    inputs = _case_inputs("gated-mixed-weight", (batch, 4 * seq, hidden), torch.float32, device)
-    leaves = [t.requires_grad_(True) for t in inputs.values()]
+    for batch, seq, hidden in [shapes[-1]] + ([(1, 7, 3072)] if device == "cuda" else []):
+        inputs = _case_inputs("gated-mixed-weight", (batch, 4 * seq, hidden), torch.float32,
+                              device)
+        leaves = [t.requires_grad_(True) for t in inputs.values()]
 
-    def run():
-        y, z = _call(kernel.adaln_gated, inputs, 1e-6, "layer")
-        return torch.autograd.grad([y, z], leaves, [torch.ones_like(y), torch.ones_like(z)])
+        def run():
+            y, z = _call(kernel.adaln_gated, inputs, 1e-6, "layer")
+            return torch.autograd.grad([y, z], leaves, [torch.ones_like(y), torch.ones_like(z)])
 
-    for first, second in zip(run(), run()):
-        assert torch.equal(first, second)
+        for first, second in zip(run(), run()):
+            assert torch.equal(first, second)
 
 
 def test_non_contiguous_inputs(backend):

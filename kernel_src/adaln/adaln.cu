@@ -124,6 +124,8 @@ Status fwd_typed(const FwdArgs& a, cudaStream_t stream) {
 struct BwdPlan {
   int vec_bytes;
   int resident_shape;   // index into kBwdShapes, or -1 for the looped kernel
+  bool fused_sums;      // the resident kernel sums its partial rows itself (cooperative launch)
+  int slice_columns;    // its column slices (fused_slice_columns)
   int64_t chunks;       // blocks per sample
   int64_t blocks;       // batch * chunks
   // Offsets (in floats) into the workspace, -1 where that buffer is not needed.
@@ -148,8 +150,18 @@ BwdPlan plan_bwd(const BwdArgs& a, int multiprocessors) {
   const int blocks_per_sm = plan.resident_shape >= 0
                                 ? kBwdShapes[plan.resident_shape].min_blocks_per_sm
                                 : looped_blocks_per_sm(looped_threads_per_row(a.hidden));
-  plan.chunks = bwd_chunks_per_sample(a.batch, a.seq, blocks_per_sm, multiprocessors);
+  // Fused only with a per-sample scale: ptxas spilled 12 bytes in the fused fp16 kernels with a
+  // per-token scale (sm_90), which keep the second pass for their per-sample shift or gate.
+  const int64_t fused_chunks =
+      plan.resident_shape >= 0 && !a.scale_per_token
+          ? fused_bwd_chunks_per_sample(a.batch, a.seq, blocks_per_sm, multiprocessors)
+          : 0;
+  plan.fused_sums = fused_chunks > 0;
+  plan.chunks = plan.fused_sums
+                    ? fused_chunks
+                    : bwd_chunks_per_sample(a.batch, a.seq, blocks_per_sm, multiprocessors);
   plan.blocks = a.batch * plan.chunks;
+  plan.slice_columns = fused_slice_columns(a.hidden, plan.chunks);
 
   // Every buffer starts 16-byte aligned (the kernels store fp32 partials as float4).
   int64_t used = 0;
@@ -168,25 +180,49 @@ BwdPlan plan_bwd(const BwdArgs& a, int multiprocessors) {
   return plan;
 }
 
-template <typename T, size_t kShape>
-void launch_bwd_resident(const BwdParams<T>& p, int64_t blocks, cudaStream_t stream) {
+// The resident backward of one shape: fused (launched cooperatively: every block resident at
+// once, as its grid barrier needs) or plain. The fused launch fails with
+// cudaErrorCooperativeLaunchTooLarge where the device holds fewer blocks than its multiprocessor
+// count promises (e.g. under MPS); the caller then runs the plain kernel and the second pass.
+template <typename T, size_t kShape, bool kSampleScale>
+cudaError_t launch_bwd_resident(const BwdParams<T>& p, const ReduceParams<T>& r, int64_t blocks,
+                                bool fused, cudaStream_t stream) {
   constexpr ResidentShape s = kBwdShapes[kShape];
   static_assert(s.vecs_per_thread == 1 && s.rows_per_block == 1, "one vector, one row");
-  if (p.scale_per_token) {
-    adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, false>
-        <<<static_cast<unsigned>(blocks), s.threads_per_block(), 0, stream>>>(p);
-  } else {
-    adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, true>
-        <<<static_cast<unsigned>(blocks), s.threads_per_block(), 0, stream>>>(p);
+  const dim3 grid(static_cast<unsigned>(blocks));
+  if constexpr (kSampleScale) {
+    if (fused) {
+      cudaLaunchAttribute attribute{};
+      attribute.id = cudaLaunchAttributeCooperative;
+      attribute.val.cooperative = 1;
+      cudaLaunchConfig_t config{};
+      config.gridDim = grid;
+      config.blockDim = dim3(s.threads_per_block());
+      config.stream = stream;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      return cudaLaunchKernelEx(
+          &config, adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, true, true>, p,
+          r);
+    }
   }
+  adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, kSampleScale, false>
+      <<<grid, s.threads_per_block(), 0, stream>>>(p, r);
+  return cudaGetLastError();
 }
 
 template <typename T, size_t... kShapes>
-void launch_bwd_resident_shape(int shape, const BwdParams<T>& p, int64_t blocks,
-                               cudaStream_t stream, std::index_sequence<kShapes...>) {
-  ((shape == static_cast<int>(kShapes) ? launch_bwd_resident<T, kShapes>(p, blocks, stream)
-                                       : void()),
+cudaError_t launch_bwd_resident_shape(int shape, const BwdParams<T>& p, const ReduceParams<T>& r,
+                                      int64_t blocks, bool fused, cudaStream_t stream,
+                                      std::index_sequence<kShapes...>) {
+  cudaError_t error = cudaSuccess;
+  ((shape == static_cast<int>(kShapes)
+        ? void(error = p.scale_per_token
+                           ? launch_bwd_resident<T, kShapes, false>(p, r, blocks, fused, stream)
+                           : launch_bwd_resident<T, kShapes, true>(p, r, blocks, fused, stream))
+        : void()),
    ...);
+  return error;
 }
 
 template <typename T, int kVecElems = kElemsPer16Bytes<T>>
@@ -263,14 +299,6 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   p.shift_per_token = a.shift_per_token;
   p.gate_per_token = a.gate_per_token;
 
-  if (plan.resident_shape >= 0) {
-    launch_bwd_resident_shape<T>(plan.resident_shape, p, plan.blocks, stream,
-                                 std::make_index_sequence<std::size(kBwdShapes)>{});
-  } else {
-    launch_bwd_looped<T>(plan.vec_bytes / static_cast<int>(sizeof(T)), p, plan.blocks, stream);
-  }
-  if (Status s = check_last_launch(); !s.ok()) return s;
-
   ReduceParams<T> r;
   r.dscale = static_cast<T*>(a.dscale);
   r.dshift = static_cast<T*>(a.dshift);
@@ -283,23 +311,43 @@ Status bwd_typed(const BwdArgs& a, cudaStream_t stream) {
   r.chunks = plan.chunks;
   r.column_tiles = column_tiles;
   r.hidden = p.hidden;
+  r.slice_columns = plan.slice_columns;
   r.scale_per_token = a.scale_per_token;
-  if (r.partial_p == nullptr && r.partial_shift == nullptr && r.partial_gate == nullptr) {
-    return Status::Ok();
+
+  bool sums_done = false;
+  if (plan.resident_shape >= 0) {
+    constexpr auto kShapeIndices = std::make_index_sequence<std::size(kBwdShapes)>{};
+    cudaError_t error = launch_bwd_resident_shape<T>(plan.resident_shape, p, r, plan.blocks,
+                                                     plan.fused_sums, stream, kShapeIndices);
+    sums_done = plan.fused_sums && error == cudaSuccess;
+    if (plan.fused_sums && error == cudaErrorCooperativeLaunchTooLarge) {
+      (void)cudaGetLastError();  // clears the error; the plain kernel takes the same chunks
+      error = launch_bwd_resident_shape<T>(plan.resident_shape, p, r, plan.blocks, false, stream,
+                                           kShapeIndices);
+    }
+    if (Status s = status_from(error); !s.ok()) return s;
+  } else {
+    launch_bwd_looped<T>(plan.vec_bytes / static_cast<int>(sizeof(T)), p, plan.blocks, stream);
+    if (Status s = check_last_launch(); !s.ok()) return s;
   }
+  const bool any_partials =
+      r.partial_p != nullptr || r.partial_shift != nullptr || r.partial_gate != nullptr;
+  if (!any_partials || (sums_done && a.dweight == nullptr)) return Status::Ok();
   // The reduction passes start as the kernel before them ends (programmatic dependent launch,
   // sm_90+), their launch latency hidden behind its last blocks; they wait for it before reading
   // its partial rows.
   int capability = 0;
   if (Status s = current_compute_capability(&capability); !s.ok()) return s;
   const bool overlap = capability >= 90;
-  const unsigned reduce_blocks = static_cast<unsigned>(a.batch * column_tiles);
-  const auto reduce_chunks = a.hidden % 4 == 0 ? adaln_reduce_chunks<T, 4>
-                                               : adaln_reduce_chunks<T, 1>;
-  if (Status s = status_from(launch_kernel(reduce_chunks, dim3(reduce_blocks),
-                                           dim3(kReduceThreads), 0, stream, overlap, r));
-      !s.ok() || a.dweight == nullptr) {
-    return s;
+  if (!sums_done) {
+    const unsigned reduce_blocks = static_cast<unsigned>(a.batch * column_tiles);
+    const auto reduce_chunks = a.hidden % 4 == 0 ? adaln_reduce_chunks<T, 4>
+                                                 : adaln_reduce_chunks<T, 1>;
+    if (Status s = status_from(launch_kernel(reduce_chunks, dim3(reduce_blocks),
+                                             dim3(kReduceThreads), 0, stream, overlap, r));
+        !s.ok() || a.dweight == nullptr) {
+      return s;
+    }
   }
   return status_from(launch_kernel(
       adaln_reduce_dweight<T>, dim3(static_cast<unsigned>(column_tiles)),

@@ -12,6 +12,8 @@
 // Row offsets are 64-bit (rows * hidden may exceed 2^31); offsets inside a row are int.
 #pragma once
 
+#include <cooperative_groups.h>
+
 #include <cstdint>
 
 #include "_common/dependent_launch.cuh"
@@ -543,6 +545,57 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_fwd_looped(FwdParams<
 }
 
 // ---------------------------------------------------------------------------------------------
+// The backward's per-sample sums: every block writes one fp32 partial row per sum, which a
+// sample's chunks then sum column by column, in adaln_reduce_chunks (a second pass) or in the
+// fused backward's second phase (sum_partials_in_grid). adaln_reduce_chunks' blocks of 512
+// threads cover kReduceColumns columns of one sample; the dweight pass splits them as 32 column
+// threads x 16 row groups.
+inline constexpr int kReduceColumns = 32;
+inline constexpr int kReduceRowGroups = 16;
+inline constexpr int kReduceThreads = kReduceColumns * kReduceRowGroups;
+
+template <typename T>
+struct ReduceParams {
+  T* dscale;                 // [batch, hidden]: written when scale is per sample
+  T* dshift;                 // [batch, hidden]: written when partial_shift is given
+  T* dgate;                  // [batch, hidden]: written when partial_gate is given
+  float* sample_p;           // [batch, hidden] fp32 sums of partial_p, for dweight; or nullptr
+  const float* partial_p;    // the BwdParams partial rows ([batch * chunks, hidden])
+  const float* partial_shift;
+  const float* partial_gate;
+  const T* weight;           // dscale = weight * (sum of dy * xhat); nullptr: no weight
+  int64_t chunks;
+  int64_t column_tiles;      // ceil(hidden / kReduceColumns)
+  int hidden;
+  int slice_columns;         // the fused backward's column slices: a power of two, 4 to 128
+  bool scale_per_token;
+};
+
+// Partial array q of the backward: 0 the dy * xhat sums, 1 the dy sums, 2 the dz * branch sums.
+template <typename T>
+__device__ __forceinline__ const float* partial_array(const ReduceParams<T>& p, int q) {
+  return q == 0 ? p.partial_p : q == 1 ? p.partial_shift : p.partial_gate;
+}
+
+// Stores the total of partial array q over a sample's chunks at one column: dscale (times the
+// weight) and sample_p, dshift or dgate.
+template <typename T>
+__device__ __forceinline__ void store_sample_sum(const ReduceParams<T>& p, int q, int64_t sample,
+                                                 int column, float total) {
+  const int64_t at = sample * p.hidden + column;
+  if (q == 0) {
+    if (!p.scale_per_token) {
+      const float weight = p.weight != nullptr ? load_float(p.weight, column) : 1.0f;
+      store_float(p.dscale, at, total * weight);
+    }
+    if (p.sample_p != nullptr) p.sample_p[at] = total;
+  } else {
+    store_float(q == 1 ? p.dshift : p.dgate, at, total);
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
 // Backward: block b * chunks + c walks its contiguous run of the rows of sample b. Per-token
 // gradients are stored row by row; per-sample sums (and the dweight sum) are accumulated in
 // fp32 over the block's rows and written as the block's partial rows, which
@@ -558,15 +611,93 @@ __device__ __forceinline__ void block_rows(const int64_t seq, const int64_t chun
   end = sample * seq + seq * (chunk + 1) / chunks;
 }
 
+// Sums the partial rows of one sample over its chunks at columns [first, first + slice) and
+// stores the totals (store_sample_sum). The block's threads each read runs of kCols floats
+// (slice / kCols runs, which divides 32) x row groups: group g sums chunks g, g + groups, ... in
+// order, with two loads per array in flight; then the groups of a warp are summed by butterfly
+// shuffles (lanes `runs` apart hold the same columns; every lane ends with the same bits) and the
+// warps' sums in warp order. A fixed order for a given hidden, slice and grid: deterministic.
+// Before the shuffles, 32 threads summed the 64 groups' shared-memory rows one after another
+// (192 dependent adds each), and the second pass took 5.3 us of the 67 us backward of
+// adaln-rms-sample 2x4096x3072 bf16 (H100, Nsight Compute, partials in L2).
+template <typename T, int kThreads, int kCols, int kMaxSlice>
+__device__ void sum_column_slice(const ReduceParams<T>& r, int64_t sample, int64_t first,
+                                 int slice) {
+  static_assert(kThreads % 32 == 0, "whole warps");
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warp_sums[3][kWarps][kMaxSlice];
+  const int runs = slice / kCols;
+  const int run = threadIdx.x % runs;
+  const int group = threadIdx.x / runs;
+  const int groups = kThreads / runs;
+  const int warp = threadIdx.x / 32;
+  // hidden is a multiple of kCols, so a run lies wholly inside the row or wholly past it.
+  const int column = static_cast<int>(first) + run * kCols;
+  float sums[3][kCols] = {};
+  if (column < r.hidden) {
+#pragma unroll 2
+    for (int64_t c = group; c < r.chunks; c += groups) {
+      const int64_t at = (sample * r.chunks + c) * r.hidden + column;
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+        if (partial_array(r, q) != nullptr) add_floats(sums[q], partial_array(r, q) + at);
+      }
+    }
+  }
+  for (int offset = runs; offset < 32; offset *= 2) {
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+#pragma unroll
+      for (int k = 0; k < kCols; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
+    }
+  }
+  if (threadIdx.x % 32 < runs) {
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+#pragma unroll
+      for (int k = 0; k < kCols; ++k) warp_sums[q][warp][run * kCols + k] = sums[q][k];
+    }
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < 3 * slice; t += kThreads) {
+    const int q = t / slice;
+    const int at_column = static_cast<int>(first) + t % slice;
+    if (partial_array(r, q) == nullptr || at_column >= r.hidden) continue;
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][t % slice];
+    store_sample_sum(r, q, sample, at_column, total);
+  }
+  __syncthreads();  // warp_sums may be written again by the next slice
+}
+
+// Widest column slice of the fused backward's second phase: 32 runs of 4 columns.
+inline constexpr int kMaxSliceColumns = 128;
+
+// The fused backward's second phase, run by every block of a grid launched cooperatively (so all
+// blocks are resident and the grid barrier before this waits on none that never starts), once
+// every block's partial rows are written: block (sample, chunk) sums column slices chunk,
+// chunk + chunks, ... of its sample (r.slice_columns wide; hidden is a multiple of 4 on the
+// resident path), the work of adaln_reduce_chunks without its launch.
+template <typename T, int kThreads>
+__device__ void sum_partials_in_grid(const ReduceParams<T>& r, int64_t sample, int64_t chunk) {
+  for (int64_t first = chunk * r.slice_columns; first < r.hidden;
+       first += r.chunks * r.slice_columns) {
+    sum_column_slice<T, kThreads, 4, kMaxSliceColumns>(r, sample, first, r.slice_columns);
+  }
+}
+
 // One 16-byte vector per thread (kBwdShapes), with up to three fp32 accumulator vectors in
 // registers. To keep few registers live across the row reductions, only dy and z are held
 // across them: scale and weight are read before them (for the sums) and again after them (L1
 // hits), and dz, branch and gate, needed only after them, are prefetched into L1 before them,
 // so all of the row's DRAM traffic is still in flight at once. kSampleScale: the scale is per
 // sample (p.scale_per_token false), and the block's (1 + scale) * weight is held in fp32.
-template <typename T, int kThreadsPerRow, int kMinBlocksPerSm, bool kSampleScale>
+// kFusedSums: launched cooperatively, the grid sums its partial rows itself after a grid barrier
+// (sum_partials_in_grid, with `sums`); else adaln_reduce_chunks does, and `sums` is unused.
+template <typename T, int kThreadsPerRow, int kMinBlocksPerSm, bool kSampleScale, bool kFusedSums>
 __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
-    adaln_bwd_resident(BwdParams<T> p) {
+    adaln_bwd_resident(BwdParams<T> p, ReduceParams<T> sums) {
   // The reduction pass after this kernel may be scheduled now; it waits for this grid's end.
   allow_dependent_launch();
   constexpr int kVec = kElemsPer16Bytes<T>;
@@ -657,11 +788,16 @@ __global__ void __launch_bounds__(kThreadsPerRow, kMinBlocksPerSm)
                  reinterpret_cast<const V*>(p.gate)[gate_at], acc_gate);
     }
   }
-  if (!active) return;
-  const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
-  store_partial(p.partial_p, partial_at, acc_p);
-  store_partial(p.partial_shift, partial_at, acc_shift);
-  store_partial(p.partial_gate, partial_at, acc_gate);
+  if (active) {
+    const int64_t partial_at = static_cast<int64_t>(blockIdx.x) * p.hidden + lane * kVec;
+    store_partial(p.partial_p, partial_at, acc_p);
+    store_partial(p.partial_shift, partial_at, acc_shift);
+    store_partial(p.partial_gate, partial_at, acc_gate);
+  }
+  if constexpr (kFusedSums) {
+    cooperative_groups::this_grid().sync();  // also orders the partial rows' writes before
+    sum_partials_in_grid<T, kThreadsPerRow>(sums, sample, blockIdx.x % p.chunks);
+  }
 }
 
 // A block of threads_per_row threads per (sample, chunk). Each thread owns the same columns in
@@ -737,127 +873,62 @@ __global__ void __launch_bounds__(kLoopedMaxThreads) adaln_bwd_looped(BwdParams<
 }
 
 // ---------------------------------------------------------------------------------------------
-// Second pass of the backward sums. A block of 512 threads covers kReduceColumns columns of one
-// sample. The dweight pass below splits them as 32 column threads x 16 row groups.
-inline constexpr int kReduceColumns = 32;
-inline constexpr int kReduceRowGroups = 16;
-inline constexpr int kReduceThreads = kReduceColumns * kReduceRowGroups;
-
-template <typename T>
-struct ReduceParams {
-  T* dscale;                 // [batch, hidden]: written when scale is per sample
-  T* dshift;                 // [batch, hidden]: written when partial_shift is given
-  T* dgate;                  // [batch, hidden]: written when partial_gate is given
-  float* sample_p;           // [batch, hidden] fp32 sums of partial_p, for dweight; or nullptr
-  const float* partial_p;    // the BwdParams partial rows ([batch * chunks, hidden])
-  const float* partial_shift;
-  const float* partial_gate;
-  const T* weight;           // dscale = weight * (sum of dy * xhat); nullptr: no weight
-  int64_t chunks;
-  int64_t column_tiles;      // ceil(hidden / kReduceColumns)
-  int hidden;
-  bool scale_per_token;
-};
-
-// Block (sample, column tile) = blockIdx.x sums the sample's `chunks` partial rows of its
-// kReduceColumns columns. Each thread reads runs of kCols floats: kCols = 4 (hidden a multiple
-// of 4, so every run is 16-byte aligned) gives 8 column threads x 64 row groups, kCols = 1 gives
-// 32 x 16. Row group g sums chunks g, g + groups, ... in order (four loads in flight per array
-// and thread); then the groups of a warp are summed by butterfly shuffles, which leave every lane
-// of a column with the same bits, and the warps' sums in warp order, one warp per partial array.
-// A fixed order for a given hidden. Before, 32 threads summed the 64 groups' shared-memory rows
-// one after another (192 dependent adds each), and the pass took 5.3 us of the 67 us backward
-// of adaln-rms-sample 2x4096x3072 bf16 (H100, Nsight Compute, partials in L2).
+// Second pass of the backward sums (when the backward is not fused). Block (sample, column tile)
+// = blockIdx.x sums the sample's `chunks` partial rows of its kReduceColumns columns
+// (sum_column_slice): kCols = 4 (hidden a multiple of 4, so every run is 16-byte aligned) gives
+// 8 column threads x 64 row groups, kCols = 1 gives 32 x 16.
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kReduceThreads) adaln_reduce_chunks(ReduceParams<T> p) {
   // Launched to overlap the backward kernel's end (bwd_cuda): its partial rows are read only
   // after that grid has completed.
   allow_dependent_launch();
   wait_for_previous_grid();
-  constexpr int kColumnThreads = kReduceColumns / kCols;
-  constexpr int kGroups = kReduceThreads / kColumnThreads;
-  constexpr int kWarps = kReduceThreads / 32;
-  static_assert(kColumnThreads <= 32 && 32 % kColumnThreads == 0, "a warp holds whole groups");
-  __shared__ float warp_sums[3][kWarps][kReduceColumns];
   const int64_t sample = blockIdx.x / p.column_tiles;
-  const int tile_column = static_cast<int>(blockIdx.x % p.column_tiles) * kReduceColumns;
-  const int run = threadIdx.x % kColumnThreads;
-  const int group = threadIdx.x / kColumnThreads;
-  const int first_column = tile_column + run * kCols;
-  const float* partials[3] = {p.partial_p, p.partial_shift, p.partial_gate};
-  float sums[3][kCols] = {};
-  // hidden is a multiple of kCols, so a run lies wholly inside the row or wholly past it.
-  if (first_column < p.hidden) {
-#pragma unroll 4
-    for (int64_t c = group; c < p.chunks; c += kGroups) {
-      const int64_t at = (sample * p.chunks + c) * p.hidden + first_column;
-#pragma unroll
-      for (int q = 0; q < 3; ++q) {
-        if (partials[q] != nullptr) add_floats(sums[q], partials[q] + at);
-      }
-    }
-  }
-#pragma unroll
-  for (int offset = kColumnThreads; offset < 32; offset *= 2) {
-#pragma unroll
-    for (int q = 0; q < 3; ++q) {
-#pragma unroll
-      for (int k = 0; k < kCols; ++k) sums[q][k] += __shfl_xor_sync(~0u, sums[q][k], offset);
-    }
-  }
-  const int warp = threadIdx.x / 32;
-  if (threadIdx.x % 32 < kColumnThreads) {
-#pragma unroll
-    for (int q = 0; q < 3; ++q) {
-#pragma unroll
-      for (int k = 0; k < kCols; ++k) warp_sums[q][warp][run * kCols + k] = sums[q][k];
-    }
-  }
-  __syncthreads();
-  const int q = warp;
-  const int column = tile_column + static_cast<int>(threadIdx.x % 32);
-  const float* partial = q == 0 ? p.partial_p : q == 1 ? p.partial_shift : p.partial_gate;
-  if (q >= 3 || partial == nullptr || column >= p.hidden) return;
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) total += warp_sums[q][w][threadIdx.x % 32];
-  const int64_t at = sample * p.hidden + column;
-  if (q == 0) {
-    if (!p.scale_per_token) {
-      const float weight = p.weight != nullptr ? load_float(p.weight, column) : 1.0f;
-      store_float(p.dscale, at, total * weight);
-    }
-    if (p.sample_p != nullptr) p.sample_p[at] = total;
-  } else {
-    store_float(q == 1 ? p.dshift : p.dgate, at, total);
-  }
+  const int64_t tile_column = (blockIdx.x % p.column_tiles) * kReduceColumns;
+  sum_column_slice<T, kReduceThreads, kCols, kReduceColumns>(p, sample, tile_column,
+                                                             kReduceColumns);
+}
+
+// Adds `value` to `sum` with compensated (Kahan) summation: `lost` carries what the last
+// addition rounded away, and sum - lost is the better total.
+__device__ __forceinline__ void add_compensated(float& sum, float& lost, float value) {
+  const float term = value - lost;
+  const float next = sum + term;
+  lost = (next - sum) - term;
+  sum = next;
 }
 
 // dweight[j] = sum over samples b of sample_p[b][j] * (1 + scale[b][j]) (per-sample scale) or
-// of sample_p[b][j] (per-token scale: partial_p already held dn * xhat). Same tiling as above,
-// the row groups walking samples.
+// of sample_p[b][j] (per-token scale: partial_p already held dn * xhat). A block of 32 column
+// threads x 16 row groups, group g summing samples g, g + 16, ..., then the groups in order, all
+// with compensated additions: plain fp32 sums over 2500 samples (156 per group), whose terms
+// largely cancel, were 4.5e-5 off (H200, fp32, hidden 64), over the tolerance rule's 1e-5.
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads)
     adaln_reduce_dweight(T* dweight, const float* sample_p, const T* sample_scale, int64_t batch,
                          int hidden) {
-  wait_for_previous_grid();  // sample_p is adaln_reduce_chunks' output
+  wait_for_previous_grid();  // sample_p is the previous kernel's output
   __shared__ float group_sums[kReduceRowGroups][kReduceColumns];
   const int column = blockIdx.x * kReduceColumns + threadIdx.x;
   float sum = 0.0f;
+  float lost = 0.0f;
   if (column < hidden) {
     for (int64_t b = threadIdx.y; b < batch; b += kReduceRowGroups) {
       const int64_t at = b * hidden + column;
       const float factor = sample_scale != nullptr ? 1.0f + load_float(sample_scale, at) : 1.0f;
-      sum += sample_p[at] * factor;
+      add_compensated(sum, lost, sample_p[at] * factor);
     }
   }
-  group_sums[threadIdx.y][threadIdx.x] = sum;
+  group_sums[threadIdx.y][threadIdx.x] = sum - lost;
   __syncthreads();
   if (threadIdx.y == 0 && column < hidden) {
     float total = 0.0f;
+    float total_lost = 0.0f;
 #pragma unroll
-    for (int g = 0; g < kReduceRowGroups; ++g) total += group_sums[g][threadIdx.x];
-    store_float(dweight, column, total);
+    for (int g = 0; g < kReduceRowGroups; ++g) {
+      add_compensated(total, total_lost, group_sums[g][threadIdx.x]);
+    }
+    store_float(dweight, column, total - total_lost);
   }
 }
 

@@ -90,6 +90,33 @@ constexpr int64_t bwd_chunks_per_sample(int64_t batch, int64_t seq, int blocks_p
   return std::clamp<int64_t>((target + batch - 1) / batch, 1, seq);
 }
 
+// The fused backward (resident kernels, launched cooperatively) sums its partial rows itself
+// after a grid barrier, so its grid must fit on the device at once: as many chunks per sample as
+// fill blocks_per_sm blocks per SM without going over, or 0 when even one chunk per sample
+// would (then the backward is not fused).
+constexpr int64_t fused_bwd_chunks_per_sample(int64_t batch, int64_t seq, int blocks_per_sm,
+                                              int multiprocessors) {
+  const int64_t capacity = static_cast<int64_t>(blocks_per_sm) * multiprocessors;
+  if (batch <= 0 || seq <= 0 || batch > capacity) return 0;
+  return std::min<int64_t>(capacity / batch, seq);
+}
+
+// Width of the fused backward's column slices (sum_partials_in_grid): the narrowest power of two
+// from 4 to 128 with which a sample's chunks cover the row in one slice each, or 128.
+constexpr int fused_slice_columns(int64_t hidden, int64_t chunks) {
+  int slice = 4;
+  while (slice < 128 && slice * chunks < hidden) slice *= 2;
+  return slice;
+}
+
+static_assert(fused_bwd_chunks_per_sample(2, 4096, 2, 132) == 132, "264 blocks, 2 per SM");
+static_assert(fused_bwd_chunks_per_sample(5, 4096, 2, 132) == 52, "floor: 260 of 264 blocks");
+static_assert(fused_bwd_chunks_per_sample(265, 8, 1, 264) == 0, "more samples than blocks");
+static_assert(fused_bwd_chunks_per_sample(1, 3, 2, 132) == 3, "never more chunks than rows");
+static_assert(fused_slice_columns(3072, 132) == 32 && fused_slice_columns(2048, 396) == 8 &&
+                  fused_slice_columns(3072, 10) == 128 && fused_slice_columns(8, 100) == 4,
+              "see fused_slice_columns");
+
 static_assert(valid_resident_shapes(kFwdShapes), "see valid_resident_shapes");
 static_assert(valid_resident_shapes(kFwdSampleShapes), "see valid_resident_shapes");
 static_assert(valid_resident_shapes(kBwdShapes), "see valid_resident_shapes");
