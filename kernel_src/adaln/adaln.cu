@@ -192,18 +192,9 @@ cudaError_t launch_bwd_resident(const BwdParams<T>& p, const ReduceParams<T>& r,
   const dim3 grid(static_cast<unsigned>(blocks));
   if constexpr (kSampleScale) {
     if (fused) {
-      cudaLaunchAttribute attribute{};
-      attribute.id = cudaLaunchAttributeCooperative;
-      attribute.val.cooperative = 1;
-      cudaLaunchConfig_t config{};
-      config.gridDim = grid;
-      config.blockDim = dim3(s.threads_per_block());
-      config.stream = stream;
-      config.attrs = &attribute;
-      config.numAttrs = 1;
-      return cudaLaunchKernelEx(
-          &config, adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, true, true>, p,
-          r);
+      return launch_cooperative_kernel(
+          adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, true, true>, grid,
+          dim3(s.threads_per_block()), stream, p, r);
     }
   }
   adaln_bwd_resident<T, s.threads_per_row, s.min_blocks_per_sm, kSampleScale, false>
