@@ -264,12 +264,25 @@ def _base_record(case: Case, peer: Peer, direction: str) -> dict[str, Any]:
     return rec
 
 
+def leaf_inputs(case: Case) -> dict[str, torch.Tensor]:
+    """Fresh random inputs of ``case`` on the GPU, those in ``grad_inputs`` requiring grad."""
+    inputs = case.make_inputs(DEVICE)
+    for name in case.grad_inputs:
+        inputs[name].requires_grad_(True)
+    return inputs
+
+
+def timing_compile_config():
+    """The torch.compile setting every timed call runs under: a compiled backward with donated
+    buffers refuses retain_graph=True, which the backward timing needs; without donation the
+    backward moves the same bytes, it only reuses less memory."""
+    return torch._functorch.config.patch(donated_buffer=False)
+
+
 def run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
              warmup_ms: float, rep_ms: float, peer_filter: set[str] | None = None) -> list[dict]:
     """Check, then time, every peer of ``case``; one record per (peer, direction)."""
-    # A compiled backward with donated buffers refuses retain_graph=True, which the backward
-    # timing needs; without donation the backward moves the same bytes, it only reuses less memory.
-    with torch._functorch.config.patch(donated_buffer=False):
+    with timing_compile_config():
         records = _run_case(case, directions, ceilings, warmup_ms, rep_ms, peer_filter)
     torch.cuda.empty_cache()
     return records
@@ -281,9 +294,7 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
     # that dynamo's recompile limit never sends a compiled peer back to eager.
     torch._dynamo.reset()
     directions = [d for d in directions if d == "fwd" or case.grad_inputs]
-    inputs = case.make_inputs(DEVICE)
-    for name in case.grad_inputs:
-        inputs[name].requires_grad_(True)
+    inputs = leaf_inputs(case)
     try:
         truth = Truth(case, inputs, directions)
         no_truth = None

@@ -140,10 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = bench.build_cases(kernel, args.shape, harness.DTYPES[args.dtype])
     case = select_case(cases, args.op)
     peer = select_peer(case, args.peer)
-    inputs = case.make_inputs(harness.DEVICE)
-    for name in case.grad_inputs:
-        inputs[name].requires_grad_(True)
-    with torch._functorch.config.patch(donated_buffer=False):
+    inputs = harness.leaf_inputs(case)
+    with harness.timing_compile_config():
         dys = None
         if args.direction == "bwd":
             outs = harness.as_tuple(peer.fn(**inputs))
