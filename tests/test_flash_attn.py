@@ -426,9 +426,10 @@ EMULATED_CASES = [
     (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
 ]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window;
-# unmasked: wide key tiles) and 256 (its sm_90 forward with the sm_80 backward); Sq < Sk and
-# Sq > Sk; GQA. The backward sums dQ across key blocks with bulk reductions unless
-# deterministic (then: the dk/dv kernel, then the dq kernel).
+# unmasked: wide key tiles) and 256 (the wide backward's two kernels: three query and key
+# blocks, GQA 4, causal, a window); Sq < Sk and Sq > Sk; GQA. Up to head dim 128 the backward
+# sums dQ across key blocks with bulk reductions unless deterministic (then: the dk/dv kernel,
+# then the dq kernel).
 EMULATED_SM90_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     # A persistent forward grid, one block per (emulated: two) multiprocessor, here with three
@@ -444,10 +445,14 @@ EMULATED_SM90_CASES = [
     (1, 200, 150, 2, 2, 128, False, (8, 4), torch.float16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.bfloat16),
     (1, 40, 17, 2, 2, 256, True, (-1, -1), torch.float16),
+    (1, 130, 150, 4, 1, 256, False, (-1, -1), torch.bfloat16),
+    (2, 70, 70, 2, 2, 256, True, (-1, -1), torch.float16),
+    (1, 100, 90, 2, 1, 256, False, (8, 4), torch.bfloat16),
 ]
 EMULATED_SM90_DETERMINISTIC_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.float16),
+    (1, 70, 130, 2, 1, 256, True, (-1, -1), torch.bfloat16),
 ]
 
 
@@ -550,7 +555,7 @@ def test_emulated_cuda_kernels_varlen(emulator, cpu_kernel, tmp_path, sm):
 
 @pytest.mark.parametrize(("sm", "deterministic"), [(80, False), (90, False), (90, True)],
                          ids=lambda v: _emulated_id(v))
-@pytest.mark.parametrize("head_dim", [64, 128], ids=lambda v: f"hdim{v}")
+@pytest.mark.parametrize("head_dim", [64, 128, 256], ids=lambda v: f"hdim{v}")
 def test_emulated_varlen_keeps_neighbour_sequences_apart(emulator, cpu_kernel, tmp_path, sm,
                                                           deterministic, head_dim):
     """Key and query tiles of a packed sequence run past its end into the next sequence's rows.

@@ -299,8 +299,9 @@ void flash_attn_bwd_out(at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, const at
   args.q_strides = strides_of(qa, varlen);
   args.k_strides = strides_of(ka, varlen);
   args.v_strides = strides_of(va, varlen);
-  // The sm_90a backward sums dQ in fp32 across key blocks unless asked to be deterministic; it
-  // asks for the sum's buffer (on q's device: the lambda runs under its guard).
+  // The sm_90a backward at head dims 64 and 128 sums dQ in fp32 across key blocks unless asked
+  // to be deterministic; it asks for the sum's buffer (on q's device: the lambda runs under its
+  // guard).
   args.deterministic = deterministic;
   at::Tensor dq_accum;
   run_flash_attn(

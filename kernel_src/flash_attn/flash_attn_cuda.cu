@@ -138,7 +138,7 @@ Status use_sm90(const Problem& p, bool* use) {
 bool runs_sm90_bwd(const Problem& p, bool sm90) { return sm90 && sm90::has_bwd(p.head_dim); }
 
 bool accumulates_dq(const Problem& p, bool deterministic, bool sm90) {
-  return runs_sm90_bwd(p, sm90) && !deterministic;
+  return runs_sm90_bwd(p, sm90) && sm90::sums_dq(p.head_dim) && !deterministic;
 }
 
 }  // namespace

@@ -16,7 +16,8 @@
 //     per (128 query rows, query head, sequence); Q and dout stay, K and V stream in 64-key
 //     tiles: S = Q K^T, dP = dout V^T, dS = P (dP - delta), dQ += dS K.
 // lse and delta of the streamed query rows are staged in shared memory by the producer warp.
-// Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers.
+// Head dims 64 and 128: at 256 the dK and dV accumulators alone would need 256 registers
+// (flash_attn_sm90_bwd_wide.cuh splits them between the warpgroups).
 // Framework-free: CUDA headers only.
 #pragma once
 
@@ -38,8 +39,9 @@ struct BwdParams {
   bool streamed_rows_first[2];
 };
 
-template <int kHeadDim>
+template <int kDim>
 struct BwdShape {
+  static constexpr int kHeadDim = kDim;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kResident = 64 * kConsumers;
@@ -73,10 +75,12 @@ struct BwdShape {
 };
 
 
-// Shared memory of a backward block, its tiles aligned to the swizzle period.
-template <typename T, int kHeadDim, bool kWithDs = false>
+// Shared memory of a backward block of shape ShapeT (BwdShape, or WideBwdShape of
+// flash_attn_sm90_bwd_wide.cuh), its tiles aligned to the swizzle period.
+template <typename T, class ShapeT, bool kWithDs = false>
 struct BwdSmem {
-  using Shape = BwdShape<kHeadDim>;
+  using Shape = ShapeT;
+  static constexpr int kHeadDim = Shape::kHeadDim;
   T* resident[2];   // [kChunks][kResident][64] each
   T* streamed[2];   // stage s of tile t at streamed[t] + s * kStreamed * kHeadDim
   T* ds;            // kWithDs: [kDsStages][kResident / 64][kStreamed][64], dS K-major
@@ -159,11 +163,11 @@ struct BwdSmem {
 // fetch_rows(step, lane) loads them before the wait for the stage, so that their global-load
 // latency overlaps the wait instead of delaying the refill, and returns the store into a stage,
 // store(stage).
-template <typename T, int kHeadDim, bool kWithDs, class Stream, class FetchRows>
-__device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, kHeadDim, kWithDs>& sm,
+template <typename T, class Shape, bool kWithDs, class Stream, class FetchRows>
+__device__ __forceinline__ void produce_bwd(const BwdParams& bp, BwdSmem<T, Shape, kWithDs>& sm,
                                             int resident_head, int resident_row, int batch,
                                             int steps, Stream stream, FetchRows fetch_rows) {
-  using Shape = BwdShape<kHeadDim>;
+  constexpr int kHeadDim = Shape::kHeadDim;
   // With no steps the consumers wait for nothing: a copy still landing after the block exits
   // would write shared memory it no longer owns.
   if (steps == 0) return;
@@ -202,15 +206,15 @@ struct HeadRow {
 };
 
 // x = A_x B_x^T and y = A_y B_y^T (the scores and dP, or their transposes) for one warpgroup,
-// issued together and waited for: 64 rows of the resident tiles at a_x / a_y against the kBRows
-// rows of streamed stages at b_x / b_y.
-template <typename T, int kDepth, int kARows, int kBRows>
-__device__ __forceinline__ void two_products(float (&x)[kBRows / 8][4], uint32_t a_x,
-                                             uint32_t b_x, float (&y)[kBRows / 8][4],
+// issued together and waited for: 64 rows of the resident tiles at a_x / a_y against kBCols
+// rows (all by default) of streamed stages of kBRows rows at b_x / b_y.
+template <typename T, int kDepth, int kARows, int kBRows, int kBCols = kBRows>
+__device__ __forceinline__ void two_products(float (&x)[kBCols / 8][4], uint32_t a_x,
+                                             uint32_t b_x, float (&y)[kBCols / 8][4],
                                              uint32_t a_y, uint32_t b_y) {
   wgmma_fence();
-  issue_a_bt<T, kDepth, kARows, kBRows>(x, a_x, b_x);
-  issue_a_bt<T, kDepth, kARows, kBRows>(y, a_y, b_y);
+  issue_a_bt<T, kDepth, kARows, kBRows, kBCols>(x, a_x, b_x);
+  issue_a_bt<T, kDepth, kARows, kBRows, kBCols>(y, a_y, b_y);
   wgmma_commit();
   wgmma_wait<0>();
   fence_registers(x);
@@ -379,7 +383,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   constexpr int kRows = Shape::kStreamed;
   const Params& p = bp.base;
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<T, kHeadDim, kWithDq> sm(smem_raw);
+  BwdSmem<T, Shape, kWithDq> sm(smem_raw);
   // The dq kernel reads none of this kernel's output: its blocks may take the multiprocessors
   // this grid's last blocks leave idle.
   allow_dependent_launch();
@@ -429,7 +433,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
         }
       };
     };
-    produce_bwd<T, kHeadDim>(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
+    produce_bwd(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
                              static_cast<int>(seq.batch), steps, stream, fetch_rows);
     return;
   }
@@ -583,7 +587,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   constexpr int kKeys = Shape::kStreamed;
   const Params& p = bp.base;
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<T, kHeadDim> sm(smem_raw);
+  BwdSmem<T, Shape> sm(smem_raw);
 
   const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p);
   const sm80::Sequence& seq = block.seq;
@@ -611,7 +615,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
       return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
     };
     const auto no_rows = [](int, int) { return [](int) {}; };
-    produce_bwd<T, kHeadDim>(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
+    produce_bwd(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
                              static_cast<int>(seq.batch), steps, stream, no_rows);
     return;
   }

@@ -119,6 +119,16 @@ __device__ __forceinline__ void fence_async_shared() {
 // ---- stores from accumulator fragments --------------------------------------------------------
 
 // Warp-collective: four 8 x 8 matrices of 16-bit elements, each held as the mma C-fragment
+// (lane 4g + t: row g, columns 2t, 2t + 1; matrix m in r[m]), stored as they are held: lane l
+// gives the shared address of row l % 8 of matrix l / 8 (16 contiguous bytes).
+__device__ __forceinline__ void stmatrix_x4(uint32_t row_address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                   row_address),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
+// Warp-collective: four 8 x 8 matrices of 16-bit elements, each held as the mma C-fragment
 // (lane 4g + t: row g, columns 2t, 2t + 1; matrix m in r[m]), stored transposed: lane l gives
 // the shared address of row l % 8 of matrix l / 8 of the result (16 contiguous bytes), which is
 // column l % 8 of the held matrix.

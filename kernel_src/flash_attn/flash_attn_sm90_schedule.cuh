@@ -15,6 +15,7 @@
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_schedule.cuh"
 #include "flash_attn/flash_attn_sm90_bwd.cuh"
+#include "flash_attn/flash_attn_sm90_bwd_wide.cuh"
 #include "flash_attn/flash_attn_sm90_fwd.cuh"
 #include "flash_attn/flash_attn_sm90_tensor_map.h"
 
@@ -86,61 +87,106 @@ Status schedule_fwd(const Params& p, cudaStream_t stream) {
                                                                             stream);
 }
 
+// The backward's inputs as TMA sources, and the two tile pairs of each kernel: dk/dv keeps K
+// and V (resident rows) and streams Q and dout (streamed rows); dq the other way round.
+struct BwdInputs {
+  Input q, dout, k, v;
+  int batch;
+
+  explicit BwdInputs(const Params& p)
+      : q{p.q, p.heads_q, p.seqlen_q, p.q_row, p.q_head, p.q_batch},
+        dout{p.dout, p.heads_q, p.seqlen_q, p.dout_row, p.dout_head, p.dout_batch},
+        k{p.k, p.heads_k, p.seqlen_k, p.k_row, p.k_head, p.k_batch},
+        v{p.v, p.heads_k, p.seqlen_k, p.v_row, p.v_head, p.v_batch},
+        batch(p.cu_seqlens_q != nullptr ? 1 : p.batch) {}
+
+  template <typename T, int kHeadDim>
+  Status encode(const Params& p, bool dk_dv, int resident_rows, int streamed_rows,
+                BwdParams* bp) const {
+    bp->base = p;
+    const Input resident[2] = {dk_dv ? k : q, dk_dv ? v : dout};
+    const Input streamed[2] = {dk_dv ? q : k, dk_dv ? dout : v};
+    if (Status s = encode_pair<T, kHeadDim>(bp->resident, bp->resident_rows_first, resident,
+                                            batch, resident_rows);
+        !s.ok()) {
+      return s;
+    }
+    return encode_pair<T, kHeadDim>(bp->streamed, bp->streamed_rows_first, streamed, batch,
+                                    streamed_rows);
+  }
+};
+
 template <class Launcher, typename T, int kHeadDim>
-Status schedule_bwd(const Params& p, cudaStream_t stream) {
-  using Shape = BwdShape<kHeadDim>;
+Status launch_bwd_delta(const Params& p, cudaStream_t stream) {
   const dim3 delta_blocks =
       sm80::grid_of(p.max_seqlen_q, sm80::kDeltaRowsPerBlock, p.heads_q, p);
-  if (Status s = Launcher::launch(sm80::bwd_delta_kernel<T, kHeadDim>, 0, delta_blocks,
-                                  sm80::kThreads, p, stream);
-      !s.ok()) {
-    return s;
-  }
-  const int batch = p.cu_seqlens_q != nullptr ? 1 : p.batch;
-  const Input q{p.q, p.heads_q, p.seqlen_q, p.q_row, p.q_head, p.q_batch};
-  const Input dout{p.dout, p.heads_q, p.seqlen_q, p.dout_row, p.dout_head, p.dout_batch};
-  const Input k{p.k, p.heads_k, p.seqlen_k, p.k_row, p.k_head, p.k_batch};
-  const Input v{p.v, p.heads_k, p.seqlen_k, p.v_row, p.v_head, p.v_batch};
+  return Launcher::launch(sm80::bwd_delta_kernel<T, kHeadDim>, 0, delta_blocks, sm80::kThreads,
+                          p, stream);
+}
 
+// The wide head dims' two kernels (flash_attn_sm90_bwd_wide.cuh); p.dq_accum is not used.
+template <class Launcher, typename T, int kHeadDim>
+Status schedule_wide_bwd(const Params& p, cudaStream_t stream) {
+  using Shape = WideBwdShape<kHeadDim>;
+  if (Status s = launch_bwd_delta<Launcher, T, kHeadDim>(p, stream); !s.ok()) return s;
+  const BwdInputs inputs(p);
   BwdParams dk_dv;
-  dk_dv.base = p;
-  if (Status s = encode_pair<T, kHeadDim>(dk_dv.resident, dk_dv.resident_rows_first, {k, v},
-                                          batch, Shape::kResident);
+  if (Status s = inputs.encode<T, kHeadDim>(p, true, Shape::kResident, Shape::kStreamed, &dk_dv);
       !s.ok()) {
     return s;
   }
-  if (Status s = encode_pair<T, kHeadDim>(dk_dv.streamed, dk_dv.streamed_rows_first, {q, dout},
-                                          batch, Shape::kStreamed);
+  if (Status s = Launcher::launch(bwd_dk_dv_wide_kernel<T, kHeadDim>, Shape::smem_bytes(),
+                                  sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p),
+                                  Shape::kThreads, dk_dv, stream);
       !s.ok()) {
     return s;
   }
-  const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
-  // The workspace is there exactly where the caller wants dQ summed (not deterministic).
-  if (p.dq_accum != nullptr) {
-    if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
-                                    Shape::smem_bytes(true), key_blocks, Shape::kThreads, dk_dv,
+  BwdParams dq;
+  if (Status s = inputs.encode<T, kHeadDim>(p, false, Shape::kResident, Shape::kStreamed, &dq);
+      !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(bwd_dq_wide_kernel<T, kHeadDim>, Shape::smem_bytes(),
+                          sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
+                          Shape::kThreads, dq, stream, /*overlaps_previous=*/true);
+}
+
+template <class Launcher, typename T, int kHeadDim>
+Status schedule_bwd(const Params& p, cudaStream_t stream) {
+  if constexpr (!sums_dq(kHeadDim)) {
+    return schedule_wide_bwd<Launcher, T, kHeadDim>(p, stream);
+  } else {
+    using Shape = BwdShape<kHeadDim>;
+    if (Status s = launch_bwd_delta<Launcher, T, kHeadDim>(p, stream); !s.ok()) return s;
+    const BwdInputs inputs(p);
+    BwdParams dk_dv;
+    if (Status s =
+            inputs.encode<T, kHeadDim>(p, true, Shape::kResident, Shape::kStreamed, &dk_dv);
+        !s.ok()) {
+      return s;
+    }
+    const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
+    // The workspace is there exactly where the caller wants dQ summed (not deterministic).
+    if (p.dq_accum != nullptr) {
+      if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
+                                      Shape::smem_bytes(true), key_blocks, Shape::kThreads,
+                                      dk_dv, stream);
+          !s.ok()) {
+        return s;
+      }
+      return Launcher::launch(
+          bwd_dq_convert_kernel<T, kHeadDim>, 0,
+          sm80::grid_of(p.max_seqlen_q, sm80::kDeltaRowsPerBlock, p.heads_q, p),
+          sm80::kThreads, p, stream);
+    }
+    if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, false>,
+                                    Shape::smem_bytes(false), key_blocks, Shape::kThreads, dk_dv,
                                     stream);
         !s.ok()) {
       return s;
     }
-    return Launcher::launch(bwd_dq_convert_kernel<T, kHeadDim>, 0, delta_blocks, sm80::kThreads,
-                            p, stream);
-  } else {
-    if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, false>, Shape::smem_bytes(false),
-                                    key_blocks, Shape::kThreads, dk_dv, stream);
-        !s.ok()) {
-      return s;
-    }
-
     BwdParams dq;
-    dq.base = p;
-    if (Status s = encode_pair<T, kHeadDim>(dq.resident, dq.resident_rows_first, {q, dout}, batch,
-                                            Shape::kResident);
-        !s.ok()) {
-      return s;
-    }
-    if (Status s = encode_pair<T, kHeadDim>(dq.streamed, dq.streamed_rows_first, {k, v}, batch,
-                                            Shape::kStreamed);
+    if (Status s = inputs.encode<T, kHeadDim>(p, false, Shape::kResident, Shape::kStreamed, &dq);
         !s.ok()) {
       return s;
     }

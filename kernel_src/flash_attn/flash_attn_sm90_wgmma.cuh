@@ -62,6 +62,25 @@ namespace tk::flash_attn::sm90 {
   "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3])
 
 template <typename T>
+__device__ __forceinline__ void wgmma_ss(float (&d)[4][4], uint64_t a, uint64_t b, bool accumulate) {
+#define TK_WGMMA(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %18, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, " \
+      "%16, %17, p, 1, 1, 0, 0;\n}\n" \
+      : TK_WGMMA_D32 \
+      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    TK_WGMMA("bf16");
+  } else {
+    TK_WGMMA("f16");
+  }
+#undef TK_WGMMA
+}
+
+template <typename T>
 __device__ __forceinline__ void wgmma_ss(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
 #define TK_WGMMA(TYPE) \
   asm volatile( \
@@ -223,6 +242,25 @@ __device__ __forceinline__ void wgmma_ss_b_nmajor(float (&d)[8][4], uint64_t a, 
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, " \
       "%32, %33, p, 1, 1, 0, 1;\n}\n" \
       : TK_WGMMA_D64 \
+      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    TK_WGMMA("bf16");
+  } else {
+    TK_WGMMA("f16");
+  }
+#undef TK_WGMMA
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma_ss_b_nmajor(float (&d)[16][4], uint64_t a, uint64_t b, bool accumulate) {
+#define TK_WGMMA(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %66, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, " \
+      "%64, %65, p, 1, 1, 0, 1;\n}\n" \
+      : TK_WGMMA_D128 \
       : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     TK_WGMMA("bf16");

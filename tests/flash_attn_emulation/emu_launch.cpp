@@ -94,6 +94,8 @@ template Status run_bwd<__half, 64>(const Params&, cudaStream_t);
 template Status run_bwd<__half, 128>(const Params&, cudaStream_t);
 template Status run_bwd<__nv_bfloat16, 64>(const Params&, cudaStream_t);
 template Status run_bwd<__nv_bfloat16, 128>(const Params&, cudaStream_t);
+template Status run_bwd<__half, 256>(const Params&, cudaStream_t);
+template Status run_bwd<__nv_bfloat16, 256>(const Params&, cudaStream_t);
 
 // cuTensorMapEncodeTiled for the emulated TMA: keeps what tma_load_4d reads.
 CUresult encode_tiled_emulated(CUtensorMap* map, CUtensorMapDataType, cuuint32_t rank,

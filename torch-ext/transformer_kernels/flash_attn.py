@@ -20,9 +20,10 @@ Semantics (every backend, and the reference):
   their last dimension is contiguous; otherwise they are copied once.
 - The backward is bitwise deterministic on the CPU and Triton backends (Triton computes dq in
   its own kernel, without atomics, which measured faster than atomics on an H200; the CPU
-  kernels sum in a fixed order) and on the CUDA sm_80 kernels. The sm_90a CUDA backward sums dq
-  over key blocks in fp32 with bulk reductions (five matrix products per step instead of seven;
-  1.15x-1.34x faster on an H100) unless asked to be deterministic, when dq has its own kernel:
+  kernels sum in a fixed order), on the CUDA sm_80 kernels and on the sm_90a kernels at head dim
+  256. The sm_90a CUDA backward at head dims 64 and 128 sums dq over key blocks in fp32 with
+  bulk reductions (five matrix products per step instead of seven; 1.15x-1.34x faster on an
+  H100) unless asked to be deterministic, when dq has its own kernel:
   autograd passes ``torch.are_deterministic_algorithms_enabled()`` and the ``*_backward`` op
   takes the flag explicitly.
 

@@ -143,22 +143,33 @@ inline void named_barrier_arrive(int id, int threads) {
 
 inline void fence_async_shared() {}
 
-inline void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
+// Lane l writes row l % 8 of matrix l / 8 at the address it gave: as held (element c from lane
+// 4 (l % 8) + c / 2, half c % 2) or transposed (column l % 8 of the held matrix: element c from
+// lane 4c + (l % 8) / 2, half (l % 8) % 2), from register l / 8.
+inline void emulated_stmatrix(uint32_t row_address, const uint32_t (&r)[4], bool transposed) {
   uint64_t mine[emu::kWords] = {row_address, r[0], r[1], r[2], r[3]};
   uint64_t all[32][emu::kWords];
   emu::exchange(mine, all);
-  // Row l % 8 of result matrix m = l / 8 is column l % 8 of held matrix m: element c of it is
-  // held by lane 4c + (l % 8) / 2, half (l % 8) % 2 of its register m.
   const int lane = threadIdx.x % 32;
   const int m = lane / 8;
-  const int column = lane % 8;
+  const int line = lane % 8;
   for (int c = 0; c < 8; ++c) {
-    const uint32_t word = static_cast<uint32_t>(all[4 * c + column / 2][1 + m]);
-    const uint16_t half = static_cast<uint16_t>(column % 2 ? word >> 16 : word & 0xFFFF);
+    const int holder = transposed ? 4 * c + line / 2 : 4 * line + c / 2;
+    const bool high = (transposed ? line : c) % 2;
+    const uint32_t word = static_cast<uint32_t>(all[holder][1 + m]);
+    const uint16_t half = static_cast<uint16_t>(high ? word >> 16 : word & 0xFFFF);
     std::memcpy(smem_raw + row_address + 2 * c, &half, 2);
   }
   // Every lane's writes land before any lane goes on (the warp's store completes as one).
   emu::exchange(mine, all);
+}
+
+inline void stmatrix_x4(uint32_t row_address, const uint32_t (&r)[4]) {
+  emulated_stmatrix(row_address, r, false);
+}
+
+inline void stmatrix_x4_trans(uint32_t row_address, const uint32_t (&r)[4]) {
+  emulated_stmatrix(row_address, r, true);
 }
 
 // ---- bulk reductions into global memory -------------------------------------------------------
