@@ -59,6 +59,7 @@ GPU_CASES = [
     (1, 4097, 4097, 4, 1, 64, True, (256, -1)),
     (2, 1000, 1000, 4, 4, 128, False, (100, 50)),
     (1, 300, 700, 4, 4, 256, False, (0, 0)),
+    (2, 1537, 1000, 8, 2, 256, True, (-1, -1)),
 ]
 
 BACKENDS = [
@@ -291,8 +292,8 @@ def test_strided_inputs(backend):
 
 
 # On sm_90 deterministic runs the dk/dv and dq kernels at head dims 64 and 128 (otherwise one
-# kernel sums dQ across key blocks).
-@pytest.mark.parametrize("head_dim", [64, 128])
+# kernel sums dQ across key blocks); at 256 both run the wide form's two kernels.
+@pytest.mark.parametrize("head_dim", [64, 128, 256])
 def test_deterministic_backward_is_bitwise_reproducible(backend, head_dim):
     kernel, device = backend
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
