@@ -205,6 +205,87 @@ struct HeadRow {
   int row;
 };
 
+// The query steps of a dk/dv block (kKeys keys from n0 of key head hk): the (query head of the
+// group, kRows-row query block) pairs whose rows see any of the keys. Step s takes query head
+// hk * group + s / blocks and query block first_block + s % blocks.
+template <int kKeys, int kRows>
+struct KeySteps {
+  int hk;
+  int group;
+  int first_block;
+  int blocks;
+  int steps;
+
+  __device__ __forceinline__ KeySteps(const Params& p, const sm80::Sequence& seq,
+                                      const sm80::Mask& mask, int n0, int key_head)
+      : hk(key_head), group(p.group) {
+    const int row_begin = mask.query_begin(n0);
+    const int row_end = mask.query_end(min(n0 + kKeys, seq.k_len));
+    first_block = row_begin / kRows;
+    blocks = row_end > row_begin ? (row_end + kRows - 1) / kRows - first_block : 0;
+    steps = blocks * group;
+  }
+  __device__ __forceinline__ int head(int step) const { return hk * group + step / blocks; }
+  __device__ __forceinline__ int row0(int step) const {
+    return (first_block + step % blocks) * kRows;
+  }
+};
+
+// The producer warp of a dk/dv block: K and V of keys n0 .. once, then per step Q, dout and the
+// step's lse and delta rows.
+template <typename T, class Shape, bool kWithDs, class Steps>
+__device__ __forceinline__ void produce_key_block(const BwdParams& bp,
+                                                  BwdSmem<T, Shape, kWithDs>& sm,
+                                                  const sm80::Sequence& seq, const Steps& plan,
+                                                  int n0) {
+  constexpr int kRows = Shape::kStreamed;
+  const Params& p = bp.base;
+  const auto stream = [&](int step) {
+    return HeadRow{plan.head(step), static_cast<int>(seq.q_start) + plan.row0(step)};
+  };
+  const auto fetch_rows = [&](int step, int lane) {
+    constexpr int kPerLane = kRows / 32;
+    float lse[kPerLane];
+    float delta[kPerLane];
+#pragma unroll
+    for (int r = 0; r < kPerLane; ++r) {
+      sm80::row_stats(p, seq, plan.row0(step) + lane + 32 * r, plan.head(step), lse[r],
+                      delta[r]);
+    }
+    return [&sm, lse, delta, lane](int s) {
+      const int first = s * Shape::kStreamed + lane;
+#pragma unroll
+      for (int r = 0; r < kPerLane; ++r) {
+        sm.lse[first + 32 * r] = lse[r];
+        sm.delta[first + 32 * r] = delta[r];
+      }
+    };
+  };
+  produce_bwd(bp, sm, plan.hk, static_cast<int>(seq.k_start) + n0, static_cast<int>(seq.batch),
+              plan.steps, stream, fetch_rows);
+}
+
+// The producer warpgroup of a dq block, launched to overlap the dk/dv kernel: thread 32 waits
+// for that grid, so that this grid completes after it; warp 0 copies Q and dout of the block's
+// rows once, then K and V of key tiles first_tile, first_tile + 1, ... (kStreamed keys each).
+template <typename T, class Shape, bool kWithDs>
+__device__ __forceinline__ void produce_query_block(const BwdParams& bp,
+                                                    BwdSmem<T, Shape, kWithDs>& sm,
+                                                    const sm80::QueryBlock& block, int steps) {
+  if (threadIdx.x >= 32) {
+    if (threadIdx.x == 32) wait_for_previous_grid();
+    return;
+  }
+  const sm80::Sequence& seq = block.seq;
+  const auto stream = [&](int step) {
+    return HeadRow{block.hk,
+                   static_cast<int>(seq.k_start) + (block.first_tile + step) * Shape::kStreamed};
+  };
+  const auto no_rows = [](int, int) { return [](int) {}; };
+  produce_bwd(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
+              static_cast<int>(seq.batch), steps, stream, no_rows);
+}
+
 // x = A_x B_x^T and y = A_y B_y^T (the scores and dP, or their transposes) for one warpgroup,
 // issued together and waited for: 64 rows of the resident tiles at a_x / a_y against kBCols
 // rows (all by default) of streamed stages of kBRows rows at b_x / b_y.
@@ -321,16 +402,16 @@ __device__ __forceinline__ void stage_dq(float* stage, const float (&dq)[kCols /
 // The dQ writer, one thread: per step, each consumer's stage in turn is added into its half of
 // the step's dq_accum tile by one bulk reduction (rows past the sequence land in the tile's
 // padding) and handed back once the copy has read it.
-template <int kHeadDim, class Smem, class StepHead, class StepRow0>
+template <int kHeadDim, class Smem, class Steps>
 __device__ __forceinline__ void write_dq(const Params& p, const sm80::Sequence& seq, Smem& sm,
-                                         int steps, StepHead step_head, StepRow0 step_row0) {
+                                         const Steps plan) {
   using Shape = BwdShape<kHeadDim>;
   static_assert(Shape::kStreamed == sm80::kDqAccumRows, "a step's rows are one dq_accum tile");
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0; step < plan.steps; ++step) {
     for (int c = 0; c < Shape::kConsumers; ++c) {
       mbarrier_wait(&sm.dq_full[c], step & 1);
-      bulk_reduce_add(p.dq_accum + sm80::dq_accum_row(p, seq, blockIdx.z, step_row0(step),
-                                                      step_head(step), c, kHeadDim),
+      bulk_reduce_add(p.dq_accum + sm80::dq_accum_row(p, seq, blockIdx.z, plan.row0(step),
+                                                      plan.head(step), c, kHeadDim),
                       shared_address(sm.dq + c * Shape::kStreamed * Shape::kDqCols),
                       Shape::kDqStageBytes);
       bulk_commit_group();
@@ -393,14 +474,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   if (n0 >= seq.k_len) return;
   const int hk = blockIdx.y;
   const sm80::Mask mask = sm80::mask_of(p, seq);
-  const int row_begin = mask.query_begin(n0);
-  const int row_end = mask.query_end(min(n0 + kKeys, seq.k_len));
-  const int first_block = row_begin / kRows;
-  const int blocks = row_end > row_begin ? (row_end + kRows - 1) / kRows - first_block : 0;
-  const int steps = blocks * p.group;
-  // Step s: query head hk * group + s / blocks, query block first_block + s % blocks.
-  const auto step_head = [&](int step) { return hk * p.group + step / blocks; };
-  const auto step_row0 = [&](int step) { return (first_block + step % blocks) * kRows; };
+  const KeySteps<kKeys, kRows> plan(p, seq, mask, n0, hk);
+  const int steps = plan.steps;
 
   if (threadIdx.x == 0) sm.init_barriers();
   __syncthreads();
@@ -409,32 +484,9 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
     if constexpr (kWithDq) {
-      if (threadIdx.x == 32) write_dq<kHeadDim>(p, seq, sm, steps, step_head, step_row0);
+      if (threadIdx.x == 32) write_dq<kHeadDim>(p, seq, sm, plan);
     }
-    if (threadIdx.x >= 32) return;
-    const auto stream = [&](int step) {
-      return HeadRow{step_head(step), static_cast<int>(seq.q_start) + step_row0(step)};
-    };
-    const auto fetch_rows = [&](int step, int lane) {
-      constexpr int kPerLane = kRows / 32;
-      float lse[kPerLane];
-      float delta[kPerLane];
-#pragma unroll
-      for (int r = 0; r < kPerLane; ++r) {
-        sm80::row_stats(p, seq, step_row0(step) + lane + 32 * r, step_head(step), lse[r],
-                        delta[r]);
-      }
-      return [&sm, lse, delta, lane](int s) {
-        const int first = s * Shape::kStreamed + lane;
-#pragma unroll
-        for (int r = 0; r < kPerLane; ++r) {
-          sm.lse[first + 32 * r] = lse[r];
-          sm.delta[first + 32 * r] = delta[r];
-        }
-      };
-    };
-    produce_bwd(bp, sm, hk, static_cast<int>(seq.k_start) + n0,
-                             static_cast<int>(seq.batch), steps, stream, fetch_rows);
+    if (threadIdx.x < 32) produce_key_block(bp, sm, seq, plan, n0);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -507,8 +559,8 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   int row_block = -1;
   for (int step = 0; step < steps; ++step) {
     const int s = step % Shape::kStages;
-    if (++row_block == blocks) row_block = 0;
-    const int m0 = (first_block + row_block) * kRows;
+    if (++row_block == plan.blocks) row_block = 0;
+    const int m0 = (plan.first_block + row_block) * kRows;
     const uint32_t q_stage = shared_address(sm.streamed[0] + s * kRows * kHeadDim);
     const uint32_t dout_stage = shared_address(sm.streamed[1] + s * kRows * kHeadDim);
     // C row = key (warp_key0 + g, + 8), C column = query row m0 + 8n + 2t (+ 1).
@@ -607,16 +659,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x >= 32) {
-      if (threadIdx.x == 32) wait_for_previous_grid();
-      return;
-    }
-    const auto stream = [&](int step) {
-      return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
-    };
-    const auto no_rows = [](int, int) { return [](int) {}; };
-    produce_bwd(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
-                             static_cast<int>(seq.batch), steps, stream, no_rows);
+    produce_query_block(bp, sm, block, steps);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();

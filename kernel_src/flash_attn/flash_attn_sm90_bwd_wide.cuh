@@ -134,14 +134,8 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   if (n0 >= seq.k_len) return;
   const int hk = blockIdx.y;
   const sm80::Mask mask = sm80::mask_of(p, seq);
-  const int row_begin = mask.query_begin(n0);
-  const int row_end = mask.query_end(min(n0 + kKeys, seq.k_len));
-  const int first_block = row_begin / kRows;
-  const int blocks = row_end > row_begin ? (row_end + kRows - 1) / kRows - first_block : 0;
-  const int steps = blocks * p.group;
-  // Step s: query head hk * group + s / blocks, query block first_block + s % blocks.
-  const auto step_head = [&](int step) { return hk * p.group + step / blocks; };
-  const auto step_row0 = [&](int step) { return (first_block + step % blocks) * kRows; };
+  const KeySteps<kKeys, kRows> plan(p, seq, mask, n0, hk);
+  const int steps = plan.steps;
 
   if (threadIdx.x == 0) sm.init_barriers();
   __syncthreads();
@@ -149,30 +143,7 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x >= 32) return;
-    const auto stream = [&](int step) {
-      return HeadRow{step_head(step), static_cast<int>(seq.q_start) + step_row0(step)};
-    };
-    const auto fetch_rows = [&](int step, int lane) {
-      constexpr int kPerLane = kRows / 32;
-      float lse[kPerLane];
-      float delta[kPerLane];
-#pragma unroll
-      for (int r = 0; r < kPerLane; ++r) {
-        sm80::row_stats(p, seq, step_row0(step) + lane + 32 * r, step_head(step), lse[r],
-                        delta[r]);
-      }
-      return [&sm, lse, delta, lane](int s) {
-        const int first = s * Shape::kStreamed + lane;
-#pragma unroll
-        for (int r = 0; r < kPerLane; ++r) {
-          sm.lse[first + 32 * r] = lse[r];
-          sm.delta[first + 32 * r] = delta[r];
-        }
-      };
-    };
-    produce_bwd(bp, sm, hk, static_cast<int>(seq.k_start) + n0, static_cast<int>(seq.batch),
-                steps, stream, fetch_rows);
+    if (threadIdx.x < 32) produce_key_block(bp, sm, seq, plan, n0);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
@@ -196,8 +167,8 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   int row_block = -1;
   for (int step = 0; step < steps; ++step) {
     const int s = step % Shape::kStages;
-    if (++row_block == blocks) row_block = 0;
-    const int m0 = (first_block + row_block) * kRows;
+    if (++row_block == plan.blocks) row_block = 0;
+    const int m0 = (plan.first_block + row_block) * kRows;
     const uint32_t q_stage = shared_address(sm.streamed[0] + s * kRows * kHeadDim);
     const uint32_t dout_stage = shared_address(sm.streamed[1] + s * kRows * kHeadDim);
     // C row = key (warp_key0 + g, + 8), C column = query row m0 + part + 8n + 2t (+ 1).
@@ -272,16 +243,7 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x >= 32) {
-      if (threadIdx.x == 32) wait_for_previous_grid();
-      return;
-    }
-    const auto stream = [&](int step) {
-      return HeadRow{block.hk, static_cast<int>(seq.k_start) + (first_tile + step) * kKeys};
-    };
-    const auto no_rows = [](int, int) { return [](int) {}; };
-    produce_bwd(bp, sm, block.h, static_cast<int>(seq.q_start) + block.m0,
-                static_cast<int>(seq.batch), steps, stream, no_rows);
+    produce_query_block(bp, sm, block, steps);
     return;
   }
   claim_registers<Shape::kConsumerRegisters>();
