@@ -23,6 +23,16 @@
 
 namespace tk::cpu {
 
+// Whether this CPU takes the x86-64-v4 clone: code inlined into every clone can pick the
+// register tiling that only AVX-512's 32 vector registers hold.
+TK_CPU_INLINE bool runs_x86_64_v4() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  return __builtin_cpu_supports("x86-64-v4");
+#else
+  return false;
+#endif
+}
+
 // exp(x): x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by its degree-6 Taylor polynomial, times
 // 2^n built in the exponent bits. Relative error at most 2.6e-7 against double exp over
 // [-87, 88] (steps of 1e-4). Below -87 (2^n would leave the normal range) it returns 0, exp's
