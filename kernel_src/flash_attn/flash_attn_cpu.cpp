@@ -168,7 +168,8 @@ constexpr int64_t kTileRows = 4;
 constexpr int64_t kTileCols = 16;
 constexpr int64_t kWideTileCols = 64;
 
-template <int64_t kCols>
+// kATransposed: a is stored [depth][lda], a(r, k) at a[k * lda + r].
+template <int64_t kCols, bool kATransposed>
 TK_CPU_INLINE void gemm_tiles(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                               int64_t ldc, int64_t rows, int64_t col_begin, int64_t col_end,
                               int64_t depth, bool accumulate) {
@@ -185,7 +186,7 @@ TK_CPU_INLINE void gemm_tiles(const float* a, int64_t lda, const float* b, int64
         const float* b_row = b + k * ldb + c0;
 #pragma GCC unroll 4
         for (int64_t r = 0; r < kTileRows; ++r) {
-          const float a_rk = a[(r0 + r) * lda + k];
+          const float a_rk = kATransposed ? a[k * lda + r0 + r] : a[(r0 + r) * lda + k];
 #pragma omp simd
           for (int64_t j = 0; j < kCols; ++j) tile[r][j] += a_rk * b_row[j];
         }
@@ -198,11 +199,21 @@ TK_CPU_INLINE void gemm_tiles(const float* a, int64_t lda, const float* b, int64
   }
 }
 
+template <bool kATransposed = false>
 TK_CPU_INLINE void gemm(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                         int64_t ldc, int64_t rows, int64_t cols, int64_t depth, bool accumulate) {
   const int64_t wide = cpu::runs_x86_64_v4() ? cols / kWideTileCols * kWideTileCols : 0;
-  gemm_tiles<kWideTileCols>(a, lda, b, ldb, c, ldc, rows, 0, wide, depth, accumulate);
-  gemm_tiles<kTileCols>(a, lda, b, ldb, c, ldc, rows, wide, cols, depth, accumulate);
+  gemm_tiles<kWideTileCols, kATransposed>(a, lda, b, ldb, c, ldc, rows, 0, wide, depth,
+                                          accumulate);
+  gemm_tiles<kTileCols, kATransposed>(a, lda, b, ldb, c, ldc, rows, wide, cols, depth,
+                                      accumulate);
+}
+
+// c (+)= a^T b with a stored [depth][lda] (its rows are c's depth): gemm reading a transposed.
+TK_CPU_INLINE void gemm_at(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                           int64_t ldc, int64_t rows, int64_t cols, int64_t depth,
+                           bool accumulate) {
+  gemm<true>(a, lda, b, ldb, c, ldc, rows, cols, depth, accumulate);
 }
 
 // Rows [first, first + count) of one head as a contiguous fp32 block [padded][head_dim], rows
@@ -226,10 +237,9 @@ struct Workspace {
         v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
         acc(std::max(kFwdBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
         m(kFwdBlockRows), l(kFwdBlockRows), probs(kFwdBlockRows * kBlockKeys),
-        dprobs(kBlockRows * kBlockKeys), probs_t(kBlockKeys * kBlockRows),
-        dprobs_t(kBlockKeys * kBlockRows) {}
+        dprobs(kBlockRows * kBlockKeys) {}
 
-  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, probs, dprobs, probs_t, dprobs_t;
+  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, probs, dprobs;
 };
 
 // ---------------------------------------------------------------- sequences and checks
@@ -516,10 +526,8 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
   float* dout = ws.dout.data();         // [kBlockRows][D]
   float* k_t = ws.k_t.data();           // [D][kBlockKeys]
   float* v_t = ws.v_t.data();           // [D][kBlockKeys]
-  float* probs = ws.probs.data();       // [kBlockRows][kBlockKeys]
-  float* dp = ws.dprobs.data();         // [kBlockRows][kBlockKeys]
-  float* probs_t = ws.probs_t.data();   // [kBlockKeys][kBlockRows]: P^T
-  float* ds_t = ws.dprobs_t.data();     // [kBlockKeys][kBlockRows]: dS^T
+  float* probs = ws.probs.data();       // [kBlockRows][kBlockKeys]: scores, then P
+  float* dp = ws.dprobs.data();         // [kBlockRows][kBlockKeys]: dP, then dS
 
   load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0, keys,
                        D, k_t);
@@ -546,30 +554,31 @@ TK_CPU_CLONES void bwd_dkdv_block(const BwdArgs& a, const Sequence& s, int64_t k
                  tile_rows, D, dout);
       gemm(q, D, k_t, kBlockKeys, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
       gemm(dout, D, v_t, kBlockKeys, dp, kBlockKeys, tile_rows, kBlockKeys, D, false);
-      // P^T and dS^T, 0 outside each row's keys (columns past `keys` included).
+      // P and dS in place, 0 outside each row's keys (columns past `keys` included). The
+      // products below read them transposed where they need P^T and dS^T (storing those
+      // transposed was a strided scatter per element).
       for (int64_t r = 0; r < tile_rows; ++r) {
         const int64_t i = m0 + r;
         const int64_t j0 = r < rows ? std::max(n0, w.key_begin(i)) - n0 : 0;
         const int64_t j1 = r < rows ? std::min(n1, w.key_end(i)) - n0 : 0;
         const float lse = r < rows ? a.lse[lse_index(p, s, head, i)] : 0.0f;
         const float delta_i = r < rows ? delta[lse_index(p, s, head, i)] : 0.0f;
+        float* p_row = probs + r * kBlockKeys;
+        float* ds_row = dp + r * kBlockKeys;
 #pragma omp simd
         for (int64_t j = 0; j < kBlockKeys; ++j) {
           const bool allowed = j >= j0 && j < j1;
-          const float prob =
-              allowed ? exp_approx(probs[r * kBlockKeys + j] * scale - lse) : 0.0f;
-          const float ds = allowed ? prob * (dp[r * kBlockKeys + j] - delta_i) : 0.0f;
-          probs_t[j * tile_rows + r] = prob;
-          ds_t[j * tile_rows + r] = ds;
-          if (dq_acc != nullptr) probs[r * kBlockKeys + j] = ds;  // dS, row-major, for dQ
+          const float prob = allowed ? exp_approx(p_row[j] * scale - lse) : 0.0f;
+          ds_row[j] = allowed ? prob * (ds_row[j] - delta_i) : 0.0f;
+          p_row[j] = prob;
         }
       }
-      gemm(probs_t, tile_rows, dout, D, dv, D, kBlockKeys, D, tile_rows, true);
-      gemm(ds_t, tile_rows, q, D, dk, D, kBlockKeys, D, tile_rows, true);
+      gemm_at(probs, kBlockKeys, dout, D, dv, D, kBlockKeys, D, tile_rows, true);
+      gemm_at(dp, kBlockKeys, q, D, dk, D, kBlockKeys, D, tile_rows, true);
       if (dq_acc != nullptr) {
         // Rows past `rows` of the tile have dS 0: they add 0 to the next rows (or the padding).
         float* dq = dq_acc + ((head - kv_head * group) * dq_rows + m0) * D;
-        gemm(probs, kBlockKeys, k, D, dq, D, tile_rows, D, keys, true);
+        gemm(dp, kBlockKeys, k, D, dq, D, tile_rows, D, keys, true);
       }
     }
   }
