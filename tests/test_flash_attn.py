@@ -449,6 +449,9 @@ EMULATED_SM90_CASES = [
     (1, 130, 150, 4, 1, 256, False, (-1, -1), torch.bfloat16),
     (2, 70, 70, 2, 2, 256, True, (-1, -1), torch.float16),
     (1, 100, 90, 2, 1, 256, False, (8, 4), torch.bfloat16),
+    # Head dim 192: the sm_90a forward (64-key tiles) with the sm_80 backward.
+    (1, 150, 130, 4, 2, 192, True, (-1, -1), torch.bfloat16),
+    (2, 70, 200, 2, 1, 192, False, (-1, -1), torch.float16),
 ]
 EMULATED_SM90_DETERMINISTIC_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),

@@ -12,11 +12,14 @@ namespace tk::flash_attn::sm90 {
 
 using sm80::Params;
 
-// Head dims with a sm_90a forward (multiples of the 64-element swizzle atom) and backward.
+// Head dims with a sm_90a forward (multiples of the 64-element swizzle atom) and backward (192
+// has none: the wide form's halves, 96 columns, would split a 64-column chunk).
 constexpr bool has_fwd(int head_dim) {
+  return head_dim == 64 || head_dim == 128 || head_dim == 192 || head_dim == 256;
+}
+constexpr bool has_bwd(int head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256;
 }
-constexpr bool has_bwd(int head_dim) { return has_fwd(head_dim); }
 // Whether the backward of a head dim sums dQ across key blocks, where not deterministic: up to
 // 128, whose dK and dV accumulators fit one warpgroup's registers. The backward has three forms
 // (flash_attn_sm90_bwd.cuh, flash_attn_sm90_bwd_wide.cuh); run_bwd picks by p.dq_accum:

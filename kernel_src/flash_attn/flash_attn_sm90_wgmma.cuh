@@ -48,10 +48,12 @@ namespace tk::flash_attn::sm90 {
   "+f"(d[19][0]), "+f"(d[19][1]), "+f"(d[19][2]), "+f"(d[19][3]), \
   "+f"(d[20][0]), "+f"(d[20][1]), "+f"(d[20][2]), "+f"(d[20][3]), \
   "+f"(d[21][0]), "+f"(d[21][1]), "+f"(d[21][2]), "+f"(d[21][3])
-#define TK_WGMMA_D256 \
+#define TK_WGMMA_D192 \
   TK_WGMMA_D176, \
   "+f"(d[22][0]), "+f"(d[22][1]), "+f"(d[22][2]), "+f"(d[22][3]), \
-  "+f"(d[23][0]), "+f"(d[23][1]), "+f"(d[23][2]), "+f"(d[23][3]), \
+  "+f"(d[23][0]), "+f"(d[23][1]), "+f"(d[23][2]), "+f"(d[23][3])
+#define TK_WGMMA_D256 \
+  TK_WGMMA_D192, \
   "+f"(d[24][0]), "+f"(d[24][1]), "+f"(d[24][2]), "+f"(d[24][3]), \
   "+f"(d[25][0]), "+f"(d[25][1]), "+f"(d[25][2]), "+f"(d[25][3]), \
   "+f"(d[26][0]), "+f"(d[26][1]), "+f"(d[26][2]), "+f"(d[26][3]), \
@@ -195,6 +197,25 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[16][4], const uint32_t (&a)[
 }
 
 template <typename T>
+__device__ __forceinline__ void wgmma_rs(float (&d)[24][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+#define TK_WGMMA(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %101, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n192k16.f32." TYPE "." TYPE " " \
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95}, " \
+      "{%96, %97, %98, %99}, %100, p, 1, 1, 1;\n}\n" \
+      : TK_WGMMA_D192 \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)))
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    TK_WGMMA("bf16");
+  } else {
+    TK_WGMMA("f16");
+  }
+#undef TK_WGMMA
+}
+
+template <typename T>
 __device__ __forceinline__ void wgmma_rs(float (&d)[32][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
 #define TK_WGMMA(TYPE) \
   asm volatile( \
@@ -293,5 +314,6 @@ __device__ __forceinline__ void wgmma_rs_b_kmajor(float (&d)[8][4], const uint32
 #undef TK_WGMMA_D64
 #undef TK_WGMMA_D128
 #undef TK_WGMMA_D176
+#undef TK_WGMMA_D192
 #undef TK_WGMMA_D256
 }  // namespace tk::flash_attn::sm90

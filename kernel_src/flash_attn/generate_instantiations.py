@@ -24,18 +24,18 @@ FAMILIES = (
     # Tiles are 64-element (128-byte) swizzle atoms wide, so the head dim is a multiple of 64
     # (has_fwd / has_bwd).
     ("sm90_", "sm90", "flash_attn/flash_attn_sm90_launch.cuh",
-     {"fwd": ("run_fwd", (64, 128, 256)), "bwd": ("run_bwd", (64, 128, 256))}),
+     {"fwd": ("run_fwd", (64, 128, 192, 256)), "bwd": ("run_bwd", (64, 128, 256))}),
 )
 # mma.sync with bf16 needs sm_80; the sm_90 forward needs the arch-specific 9.0a (wgmma,
 # setmaxnreg). The sm_80 kernels run on 9.0 too.
 CUDA_CAPABILITIES = ("8.0", "9.0a")
 # {wgmma kind: accumulator widths}. ss and rs: S = Q K^T has one column per key of the tile (64,
-# 128 or 176), O = P V one per head-dim element (64, 128 or 256); the head-dim-256 backward's
+# 128 or 176), O = P V one per head-dim element (64, 128, 192 or 256); the head-dim-256 backward's
 # scores, 32 columns per consumer warpgroup. ss_b_nmajor: the backward's dQ = dS K with dS in
 # shared memory, half the head dim (32 or 64) per consumer warpgroup, and the head-dim-256
 # backward's products with P^T, dS^T or dS from shared memory (half of 256 each).
 # rs_b_kmajor: the head-dim-64 backward's S^T and dP^T with K and V in registers.
-WGMMA_WIDTHS = {"ss": (32, 64, 128, 176, 256), "rs": (64, 128, 256),
+WGMMA_WIDTHS = {"ss": (32, 64, 128, 176, 256), "rs": (64, 128, 192, 256),
                 "ss_b_nmajor": (32, 64, 128), "rs_b_kmajor": (64,)}
 # {wgmma kind: (A from registers, B N-major)}; A read through a descriptor is K-major.
 WGMMA_OPERANDS = {"ss": (False, False), "rs": (True, True), "ss_b_nmajor": (False, True),

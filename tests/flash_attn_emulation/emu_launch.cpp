@@ -86,9 +86,11 @@ Status run_bwd(const Params& p, cudaStream_t stream) {
 
 template Status run_fwd<__half, 64>(const Params&, cudaStream_t);
 template Status run_fwd<__half, 128>(const Params&, cudaStream_t);
+template Status run_fwd<__half, 192>(const Params&, cudaStream_t);
 template Status run_fwd<__half, 256>(const Params&, cudaStream_t);
 template Status run_fwd<__nv_bfloat16, 64>(const Params&, cudaStream_t);
 template Status run_fwd<__nv_bfloat16, 128>(const Params&, cudaStream_t);
+template Status run_fwd<__nv_bfloat16, 192>(const Params&, cudaStream_t);
 template Status run_fwd<__nv_bfloat16, 256>(const Params&, cudaStream_t);
 template Status run_bwd<__half, 64>(const Params&, cudaStream_t);
 template Status run_bwd<__half, 128>(const Params&, cudaStream_t);
