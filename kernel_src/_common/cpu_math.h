@@ -24,9 +24,10 @@
 namespace tk::cpu {
 
 // Whether this CPU takes the x86-64-v4 clone: code inlined into every clone can pick the
-// register tiling that only AVX-512's 32 vector registers hold.
+// register tiling that only AVX-512's 32 vector registers hold. GCC names the level in
+// __builtin_cpu_supports from version 12; older compilers keep the narrow tiling.
 TK_CPU_INLINE bool runs_x86_64_v4() {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
   return __builtin_cpu_supports("x86-64-v4");
 #else
   return false;
