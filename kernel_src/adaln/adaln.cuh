@@ -594,7 +594,6 @@ __device__ __forceinline__ void store_sample_sum(const ReduceParams<T>& p, int q
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Backward: block b * chunks + c walks its contiguous run of the rows of sample b. Per-token
 // gradients are stored row by row; per-sample sums (and the dweight sum) are accumulated in

@@ -39,6 +39,19 @@ struct BwdParams {
   bool streamed_rows_first[2];
 };
 
+// Bytes of a backward block's shared memory as BwdSmem lays it out: the resident tiles, `stages`
+// streamed stages, with_ds's dS stages and per-consumer dQ stages, lse and delta per streamed
+// stage, every barrier BwdSmem places (used or not), and the slack that aligns the tiles to the
+// swizzle period. Shared by BwdShape and WideBwdShape (flash_attn_sm90_bwd_wide.cuh).
+constexpr int bwd_smem_bytes(int resident_bytes, int streamed_bytes, int streamed_rows,
+                             int stages, int ds_stages, int ds_bytes, int consumers,
+                             int dq_stage_bytes, bool with_ds) {
+  return resident_bytes + stages * streamed_bytes +
+         (with_ds ? ds_stages * ds_bytes + consumers * dq_stage_bytes : 0) +
+         2 * stages * streamed_rows * 4 + 8 * (1 + 2 * stages + 2 * ds_stages + 2 * consumers) +
+         kSwizzleBytes;
+}
+
 template <int kDim>
 struct BwdShape {
   static constexpr int kHeadDim = kDim;
@@ -59,10 +72,8 @@ struct BwdShape {
   static constexpr int kDsStages = 3;
   static constexpr int kDsBytes = kStreamed * kResident * 2;
   static constexpr int bytes(bool with_ds, int stages) {
-    return kResidentBytes + stages * kStreamedBytes +
-           (with_ds ? kDsStages * kDsBytes + kConsumers * kDqStageBytes : 0) +
-           2 * stages * kStreamed * 4 + 8 * (1 + 2 * stages + 2 * kDsStages + 2 * kConsumers) +
-           kSwizzleBytes;
+    return bwd_smem_bytes(kResidentBytes, kStreamedBytes, kStreamed, stages, kDsStages, kDsBytes,
+                          kConsumers, kDqStageBytes, with_ds);
   }
   // Three streamed stages, so that a stage's refill has two steps' time to land, where they fit
   // beside the accumulating kernel's dS and dQ stages, else two (head dim 128; the accumulating
@@ -73,7 +84,6 @@ struct BwdShape {
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
 };
-
 
 // Shared memory of a backward block of shape ShapeT (BwdShape, or WideBwdShape of
 // flash_attn_sm90_bwd_wide.cuh), its tiles aligned to the swizzle period.
@@ -354,17 +364,21 @@ __device__ __forceinline__ void store_ds(uint32_t ds_tile, const uint32_t (&dsa)
   }
 }
 
-// acc = dS K[:, col0 .. col0 + kCols) for one warpgroup: A the whole dS tile (kRows x kKeys,
-// K-major), B the resident K tile (kKeys rows, N-major) from `k_cols`, the shared address of
-// element (0, col0); kCols <= 64 stays inside one 64-column chunk.
-template <typename T, int kRows, int kKeys, int kCols>
-__device__ __forceinline__ void issue_ds_k(float (&acc)[kCols / 8][4], uint32_t ds_tile,
-                                           uint32_t k_cols) {
-  static_assert(kCols <= 64, "one chunk of K");
+// acc (+)= A B for one warpgroup, both from shared memory: A 64 rows x kDepth of a K-major tile
+// of kARows rows at a_tile, B kDepth rows x kCols columns (N-major) of a tile of kBRows rows
+// from b_cols, the shared address of its element (0, first column); `accumulate` false
+// overwrites acc. dQ = dS K (A the dS tile, B columns of the K tile) and the wide backward's
+// products with P^T, dS^T or dS.
+template <typename T, int kDepth, int kCols, int kARows, int kBRows>
+__device__ __forceinline__ void issue_ss_b_nmajor(float (&acc)[kCols / 8][4], uint32_t a_tile,
+                                                  uint32_t b_cols, bool accumulate) {
+  // The descriptor's chunk stride is read only when B spans more than one 64-column chunk.
+  constexpr uint32_t kChunkStride = kCols > 64 ? kBRows * 128 : 0;
 #pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk) {
-    wgmma_ss_b_nmajor<T>(acc, kmajor_step<kRows>(ds_tile, kk),
-                         smem_descriptor(k_cols + kk * 16 * 128, 0), kk > 0);
+  for (int kk = 0; kk < kDepth / 16; ++kk) {
+    wgmma_ss_b_nmajor<T>(acc, kmajor_step<kARows>(a_tile, kk),
+                         smem_descriptor(b_cols + kk * 16 * 128, kChunkStride),
+                         accumulate || kk > 0);
   }
 }
 
@@ -543,7 +557,7 @@ __global__ void __launch_bounds__(BwdShape<kHeadDim>::kThreads, 1)
     float dq[kDqCols / 8][4];
     mbarrier_wait(&sm.ds_full[ds_stage(step)], ds_parity(step));
     wgmma_fence();
-    issue_ds_k<T, kRows, kKeys, kDqCols>(dq, ds_tile(step), k_cols);
+    issue_ss_b_nmajor<T, kKeys, kDqCols, kRows, kKeys>(dq, ds_tile(step), k_cols, false);
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(dq);

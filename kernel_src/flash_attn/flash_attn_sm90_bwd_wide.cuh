@@ -49,9 +49,8 @@ struct WideBwdShape {
   static constexpr int kDqStageBytes = 0;
   static constexpr int kStages = 2;
   static constexpr int smem_bytes() {
-    return kResidentBytes + kStages * kStreamedBytes + kDsStages * kDsBytes +
-           2 * kStages * kStreamed * 4 + 8 * (1 + 2 * kStages + 2 * kDsStages + 2 * kConsumers) +
-           kSwizzleBytes;
+    return bwd_smem_bytes(kResidentBytes, kStreamedBytes, kStreamed, kStages, kDsStages, kDsBytes,
+                          kConsumers, kDqStageBytes, true);
   }
   static_assert(smem_bytes() <= kMaxBlockSmemBytes, "the tiles fit");
   static_assert(kCols % 64 == 0, "a warpgroup's columns are whole 64-column chunks");
@@ -73,20 +72,6 @@ __device__ __forceinline__ void store_a_fragments(uint32_t tile, const uint32_t 
   }
 }
 
-// acc += A B for one warpgroup: A a 64 x kDepth K-major tile at shared address a_tile (one
-// 64-column chunk), B the kDepth rows x kCols columns from b_cols, the shared address of the
-// first of B's 64-column chunks of a tile of kBRows rows (N-major).
-template <typename T, int kDepth, int kCols, int kBRows>
-__device__ __forceinline__ void issue_ss_b_nmajor(float (&acc)[kCols / 8][4], uint32_t a_tile,
-                                                  uint32_t b_cols) {
-  static_assert(kDepth <= 64, "A is one chunk");
-#pragma unroll
-  for (int kk = 0; kk < kDepth / 16; ++kk) {
-    wgmma_ss_b_nmajor<T>(acc, kmajor_step<64>(a_tile, kk),
-                         smem_descriptor(b_cols + kk * 16 * 128, kBRows * 128), true);
-  }
-}
-
 // acc += A B, issued, waited for and fenced (flash_attn_sm90.cuh's rules for in-flight
 // accumulators), for both of a step's products: x += A_x B_x, y += A_y B_y.
 template <typename T, int kDepth, int kCols, int kBRows>
@@ -96,8 +81,8 @@ __device__ __forceinline__ void accumulate_two(float (&x)[kCols / 8][4], uint32_
   fence_registers(x);
   fence_registers(y);
   wgmma_fence();
-  issue_ss_b_nmajor<T, kDepth, kCols, kBRows>(x, a_x, b_x);
-  issue_ss_b_nmajor<T, kDepth, kCols, kBRows>(y, a_y, b_y);
+  issue_ss_b_nmajor<T, kDepth, kCols, 64, kBRows>(x, a_x, b_x, true);
+  issue_ss_b_nmajor<T, kDepth, kCols, 64, kBRows>(y, a_y, b_y, true);
   wgmma_commit();
   wgmma_wait<0>();
   fence_registers(x);
@@ -289,7 +274,7 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
     named_barrier_sync(kExchangeBarrier, 128 * Shape::kConsumers);
     fence_registers(dq);
     wgmma_fence();
-    issue_ss_b_nmajor<T, kKeys, kCols, kKeys>(dq, ds_tile, k_stage + col_chunks);
+    issue_ss_b_nmajor<T, kKeys, kCols, kRows, kKeys>(dq, ds_tile, k_stage + col_chunks, true);
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(dq);

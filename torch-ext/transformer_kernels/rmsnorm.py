@@ -168,7 +168,8 @@ def _setup_rms_norm_add(ctx, inputs, output):
 def _grad_rms_norm_add(ctx, dy, dresidual_out, _drstd):
     z, weight, rstd = ctx.saved_tensors
     want_dweight = weight is not None and ctx.needs_input_grad[2]
-    dz, dweight = ops.rms_norm_backward(grad_or_zeros(dy, z), z, weight, rstd, dresidual_out, want_dweight)
+    dz, dweight = ops.rms_norm_backward(grad_or_zeros(dy, z), z, weight, rstd, dresidual_out,
+                                        want_dweight)
     return dz, dz, (dweight if want_dweight else None), None
 
 
