@@ -322,6 +322,8 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
                 fn = timed_callable(peer, case, inputs, truth.dys, direction)
                 rec.update(_measurement(timing.time_ms(fn, warmup_ms, rep_ms), rec, ceilings))
                 del fn
+                if rec["bytes"]:
+                    rec.update(_same_bytes_copy(rec["bytes"], rec["gbps"], warmup_ms, rep_ms))
             except Exception as exc:
                 rec.update(status="error", reason=describe_error(exc))
             torch.cuda.empty_cache()
@@ -345,6 +347,13 @@ def _measurement(t: timing.Timing, rec: dict[str, Any], ceilings: dict[str, Any]
         out["tflops"] = timing.tflops(rec["flops"], t.median_ms)
         out["pct_of_matmul"] = 100.0 * out["tflops"] / ceilings["matmul_tflops"]
     return out
+
+
+def _same_bytes_copy(nbytes: int, peer_gbps: float, warmup_ms: float,
+                     rep_ms: float) -> dict[str, float]:
+    copy_gbps = timing.same_bytes_copy_gbps(nbytes, warmup_ms, rep_ms)
+    return {"same_bytes_copy_gbps": copy_gbps,
+            "pct_of_same_bytes_copy": 100.0 * peer_gbps / copy_gbps}
 
 
 # ----------------------------------------------------------------------------- command line

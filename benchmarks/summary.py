@@ -4,7 +4,8 @@
 
 A row per (op, shape, direction) of the chosen dtype: ours (GB/s and % of copy, or TFLOP/s and
 % of matmul), torch.compile, the fastest other peer, and ours over each of those two. Cells of a
-peer that failed, raised or was skipped read FAIL / ERR / -.
+peer that failed, raised or was skipped read FAIL / ERR / -. Memory-bound rows measured with a
+copy of the same bytes get a last column: ours as % of that copy.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def _ratio(ours: dict | None, other: dict | None) -> str:
     return f"{other['time_ms'] / ours['time_ms']:.2f}x"
 
 
+def _pct_of_same_bytes_copy(ours: dict | None) -> str:
+    if not ours or ours.get("status") != "ok" or "pct_of_same_bytes_copy" not in ours:
+        return "-"
+    return f"{ours['pct_of_same_bytes_copy']:.0f}%"
+
+
 def _fastest_other(cells: dict[str, dict]) -> tuple[str, dict | None]:
     """The fastest peer that passed its check, other than ours and torch.compile."""
     ok = [(rec["time_ms"], name) for name, rec in cells.items()
@@ -53,9 +60,11 @@ def kernel_table(records: list[dict], kernel: str, dtype: str) -> str:
             rows.setdefault((r["op"], r["shape"], r["direction"]), {})[r["peer"]] = r
     unit = "GB/s (% copy)" if any("gbps" in r for c in rows.values() for r in c.values()) \
         else "TFLOP/s (% matmul)"
+    same_bytes = any("pct_of_same_bytes_copy" in r for c in rows.values() for r in c.values())
     lines = [f"| op | shape | dir | ours {unit} | torch.compile | best other peer | "
-             "ours / compile | ours / best other |",
-             "|---|---|---|---|---|---|---|---|"]
+             "ours / compile | ours / best other |"
+             + (" ours % of a same-bytes copy |" if same_bytes else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if same_bytes else "")]
     ops = list(dict.fromkeys(key[0] for key in rows))
     order = sorted(rows, key=lambda k: (ops.index(k[0]), k[2] != "fwd", k[1]))
     for op, shape, direction in order:
@@ -70,7 +79,8 @@ def kernel_table(records: list[dict], kernel: str, dtype: str) -> str:
             label = op if name == OURS else f"{op} ({name})"
             lines.append(f"| {label} | {shape} | {direction} | {_rate(ours)} | "
                          f"{_rate(compiled)} | {best_cell} | {_ratio(ours, compiled)} | "
-                         f"{_ratio(ours, best)} |")
+                         f"{_ratio(ours, best)} |"
+                         + (f" {_pct_of_same_bytes_copy(ours)} |" if same_bytes else ""))
     return "\n".join(lines)
 
 

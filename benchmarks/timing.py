@@ -141,6 +141,19 @@ def measure_ceilings(warmup_ms: float, rep_ms: float) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def same_bytes_copy_gbps(nbytes: int, warmup_ms: float, rep_ms: float) -> float:
+    """Bandwidth of a device-to-device copy moving ``nbytes`` in all (half read, half written):
+    the ceiling at a kernel's own size, where launch and tail time weigh more than in the 1 GiB
+    copy of measure_ceilings."""
+    half = max(nbytes // 2, 1)
+    src = torch.empty(half, dtype=torch.uint8, device="cuda").random_()
+    dst = torch.empty_like(src)
+    copy = time_ms(lambda: dst.copy_(src), warmup_ms, rep_ms)
+    del src, dst
+    return gbps(2 * half, copy.median_ms)
+
+
 def gbps(nbytes: int, ms: float) -> float:
     return nbytes / ms / 1e6
 

@@ -390,6 +390,14 @@ def test_time_ms_leaves_host_time_out():
     assert t.median_ms < 0.2, t
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="timing needs a CUDA device")
+def test_a_small_copy_runs_below_the_large_copy_ceiling():
+    """Launch and tail time weigh on a 1 MB copy: well under the 1 GiB copy's bandwidth."""
+    large = timing.measure_ceilings(5, 20)["copy_gbps"]
+    small = timing.same_bytes_copy_gbps(1 << 20, 5, 20)
+    assert 0 < small < 0.8 * large, (small, large)
+
+
 # ----------------------------------------------------------------------------- faked device
 
 
@@ -408,6 +416,8 @@ def cpu_run(monkeypatch):
 
     monkeypatch.setattr(harness, "DEVICE", "cpu")
     monkeypatch.setattr(timing, "time_ms", fake_time)
+    # A copy of any size runs at 2000 GB/s.
+    monkeypatch.setattr(timing, "same_bytes_copy_gbps", lambda nbytes, warmup, rep: 2000.0)
     return timed
 
 
@@ -426,6 +436,8 @@ def test_run_case_checks_times_and_skips(cpu_run):
             assert r["status"] == "ok", r
             assert r["gbps"] == pytest.approx(r["bytes"] / 0.1 / 1e6)
             assert r["pct_of_copy"] == pytest.approx(100 * r["gbps"] / 3000.0)
+            assert r["same_bytes_copy_gbps"] == 2000.0
+            assert r["pct_of_same_bytes_copy"] == pytest.approx(100 * r["gbps"] / 2000.0)
     assert by["ours", "fwd"]["speedup_vs"] == {"eager": 1.0, "F.rms_norm": 1.0} | (
         {"liger": 1.0} if by["liger", "fwd"]["status"] == "ok" else {})
     assert by["wrong", "fwd"]["status"] == "failed"
@@ -482,6 +494,11 @@ def test_summary_table_rows_and_ratios():
     fwd, bwd = lines[2].split(" | "), lines[3].split(" | ")
     assert fwd[2:] == ["fwd", "100 (10%)", "50 (5%)", "25 (2%) liger", "2.00x", "4.00x |"]
     assert bwd[2:] == ["bwd", "100 (10%)", "33 (3%)", "-", "3.00x", "- |"]
+
+    records[0]["pct_of_same_bytes_copy"] = 87.4
+    lines = summary.kernel_table(records, "k", "bf16").splitlines()
+    assert lines[0].endswith("| ours % of a same-bytes copy |") and lines[1].count("|") == 10
+    assert lines[2].endswith("| 4.00x | 87% |") and lines[3].endswith("| - | - |")
 
 
 def test_compare_lines_up_one_peer_of_two_runs(tmp_path, capsys):
