@@ -234,41 +234,45 @@ TK_CPU_INLINE void load_block(const T* base, const Strides& strides, const Seque
 struct Workspace {
   explicit Workspace(int64_t head_dim)
       : q(kFwdBlockRows * head_dim), dout(kBlockRows * head_dim), k(kBlockKeys * head_dim),
-        v(kBlockKeys * head_dim), k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
+        k_t(head_dim * kBlockKeys), v_t(head_dim * kBlockKeys),
         acc(std::max(kFwdBlockRows, kBlockKeys) * head_dim), acc2(kBlockKeys * head_dim),
         m(kFwdBlockRows), l(kFwdBlockRows), probs(kFwdBlockRows * kBlockKeys),
         dprobs(kBlockRows * kBlockKeys) {}
 
-  std::vector<float> q, dout, k, v, k_t, v_t, acc, acc2, m, l, probs, dprobs;
+  std::vector<float> q, dout, k, k_t, v_t, acc, acc2, m, l, probs, dprobs;
 
-  // The forward's K^T of one (sequence, key head), fp32 [head_dim][head_k_ld], made once for
-  // the query blocks of that head this thread takes in a row instead of once per query block
-  // and key block. fp32 forward on 2 cores, four runs each: [1, 1024, 8, 64] 14.4-14.8 ->
-  // 13.2-13.6 ms, causal 8.1-8.4 -> 7.9-8.0, [1, 2048, 8, 128] 102.4-103.6 -> 99.9-100.5.
-  // head_k_ld is the keys rounded up to whole blocks plus one block of zero padding, so a block
-  // of columns read from any key (windows start blocks anywhere) stays inside its row.
-  // head_k_of (the head's first K row) and head_k_len say which head it holds.
-  std::vector<float> head_k_t;
+  // The forward's K^T and V of one (sequence, key head) in fp32, K^T [head_dim][head_k_ld] and
+  // V [keys][head_dim], made once for the query blocks of that head this thread takes in a row
+  // instead of once per query block and key block. fp32 forward on 2 cores, four runs each:
+  // [1, 1024, 8, 64] 14.4-14.8 -> 13.2-13.6 ms for K^T alone, causal 8.1-8.4 -> 7.9-8.0,
+  // [1, 2048, 8, 128] 102.4-103.6 -> 99.9-100.5. fp32 V read in place instead (rows
+  // heads * head_dim apart) made that forward 1.07x-1.12x slower. head_k_ld is the keys rounded
+  // up to whole blocks plus one block of zero padding, so a block of columns read from any key
+  // (windows start blocks anywhere) stays inside its row. held_k (the head's first K row) and
+  // held_keys say which head is held.
+  std::vector<float> head_k_t, head_v;
   int64_t head_k_ld = 0;
-  const void* head_k_of = nullptr;
-  int64_t head_k_len = -1;
+  const void* held_k = nullptr;
+  int64_t held_keys = -1;
 
   template <typename T>
-  const float* keys_transposed(const T* k, const Strides& strides, const Sequence& s,
-                               int64_t kv_head, int64_t head_dim) {
-    const T* first_row = k + strided(strides, s.b, s.k_start, kv_head);
-    if (first_row != head_k_of || s.k_len != head_k_len) {
-      head_k_ld = (blocks(s.k_len, kBlockKeys) + 1) * kBlockKeys;
-      head_k_t.assign(static_cast<size_t>(head_dim * head_k_ld), 0.0f);
-      for (int64_t n0 = 0; n0 < s.k_len; n0 += kBlockKeys) {
-        load_rows_transposed(k, strides, s, s.k_start, kv_head, n0,
-                             std::min(kBlockKeys, s.k_len - n0), head_dim, head_k_t.data() + n0,
-                             head_k_ld);
-      }
-      head_k_of = first_row;
-      head_k_len = s.k_len;
+  void hold_head(const FwdArgs& a, const Sequence& s, int64_t kv_head) {
+    const int64_t head_dim = a.problem.head_dim;
+    const T* k = static_cast<const T*>(a.k);
+    const T* first_row = k + strided(a.k_strides, s.b, s.k_start, kv_head);
+    if (first_row == held_k && s.k_len == held_keys) return;
+    head_k_ld = (blocks(s.k_len, kBlockKeys) + 1) * kBlockKeys;
+    head_k_t.assign(static_cast<size_t>(head_dim * head_k_ld), 0.0f);
+    for (int64_t n0 = 0; n0 < s.k_len; n0 += kBlockKeys) {
+      load_rows_transposed(k, a.k_strides, s, s.k_start, kv_head, n0,
+                           std::min(kBlockKeys, s.k_len - n0), head_dim, head_k_t.data() + n0,
+                           head_k_ld);
     }
-    return head_k_t.data();
+    head_v.resize(static_cast<size_t>(s.k_len * head_dim));
+    load_block(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, 0, s.k_len,
+               s.k_len, head_dim, head_v.data());
+    held_k = first_row;
+    held_keys = s.k_len;
   }
 };
 
@@ -362,9 +366,9 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
   // The products run on whole register tiles: rows rounded up, the padding rows zero.
   const int64_t tile_rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
   float* q = ws.q.data();      // [tile_rows][D]
-  const float* k_t =  // [D][ws.head_k_ld]
-      ws.keys_transposed(static_cast<const T*>(a.k), a.k_strides, s, kv_head, D);
-  float* v = ws.v.data();  // [kBlockKeys][D]
+  ws.hold_head<T>(a, s, kv_head);
+  const float* k_t = ws.head_k_t.data();  // [D][ws.head_k_ld]
+  const float* v = ws.head_v.data();      // [keys][D]
   float* probs = ws.probs.data();  // [tile_rows][kBlockKeys]
   load_block(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, tile_rows,
              D, q);
@@ -378,8 +382,6 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
     const int64_t keys = n1 - n0;
-    load_block(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, n0, keys,
-               kBlockKeys, D, v);
     // Scores of every row against the whole block (keys past `keys` read the next block's
     // columns of k_t or its zero padding; they are outside every row's range below and get
     // probability 0).
@@ -413,7 +415,7 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
       m[r] = m_new;
       l[r] = l[r] * alpha + sum;
     }
-    gemm(probs, kBlockKeys, v, D, acc, D, tile_rows, D, keys, true);
+    gemm(probs, kBlockKeys, v + n0 * D, D, acc, D, tile_rows, D, keys, true);
   }
 
   T* out = static_cast<T*>(a.out);
