@@ -119,10 +119,7 @@ def quantile(sorted_values: Sequence[float], q: float) -> float:
 def measure_ceilings(warmup_ms: float, rep_ms: float) -> dict[str, Any]:
     """Device-to-device copy bandwidth (read + written) and the dense bf16 matmul rate."""
     nbytes = 1 << 30
-    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_()
-    dst = torch.empty_like(src)
-    copy = time_ms(lambda: dst.copy_(src), warmup_ms, rep_ms)
-    del src, dst
+    copy = _time_copy(nbytes, warmup_ms, rep_ms)
     n = 8192
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -147,11 +144,14 @@ def same_bytes_copy_gbps(nbytes: int, warmup_ms: float, rep_ms: float) -> float:
     the ceiling at a kernel's own size, where launch and tail time weigh more than in the 1 GiB
     copy of measure_ceilings."""
     half = max(nbytes // 2, 1)
-    src = torch.empty(half, dtype=torch.uint8, device="cuda").random_()
+    return gbps(2 * half, _time_copy(half, warmup_ms, rep_ms).median_ms)
+
+
+def _time_copy(nbytes: int, warmup_ms: float, rep_ms: float) -> Timing:
+    """A device-to-device copy of ``nbytes`` random bytes (so 2 * nbytes moved)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_()
     dst = torch.empty_like(src)
-    copy = time_ms(lambda: dst.copy_(src), warmup_ms, rep_ms)
-    del src, dst
-    return gbps(2 * half, copy.median_ms)
+    return time_ms(lambda: dst.copy_(src), warmup_ms, rep_ms)
 
 
 def gbps(nbytes: int, ms: float) -> float:
