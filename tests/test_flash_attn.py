@@ -449,6 +449,9 @@ EMULATED_SM90_CASES = [
     (1, 130, 150, 4, 1, 256, False, (-1, -1), torch.bfloat16),
     (2, 70, 70, 2, 2, 256, True, (-1, -1), torch.float16),
     (1, 100, 90, 2, 1, 256, False, (8, 4), torch.bfloat16),
+    # The backward grids' block order (heaviest_first_block): 6 (sequence, head) pairs of 3
+    # tiles each, in groups of 4 and 2 heads.
+    (3, 130, 130, 2, 1, 256, True, (-1, -1), torch.float16),
     # Head dim 192: the sm_90a forward (64-key tiles) with the sm_80 backward.
     (1, 150, 130, 4, 2, 192, True, (-1, -1), torch.bfloat16),
     (2, 70, 200, 2, 1, 192, False, (-1, -1), torch.float16),
@@ -457,6 +460,8 @@ EMULATED_SM90_DETERMINISTIC_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.float16),
     (1, 70, 130, 2, 1, 256, True, (-1, -1), torch.bfloat16),
+    # Both kernels' grids: 6 (sequence, head) pairs in groups of 4 and 2, 2 tiles each.
+    (3, 200, 200, 2, 2, 64, True, (-1, -1), torch.bfloat16),
 ]
 
 

@@ -114,10 +114,11 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   // The dq kernel reads none of this kernel's output.
   allow_dependent_launch();
 
-  const sm80::Sequence seq = sm80::sequence_of(p, blockIdx.z);
-  const int n0 = blockIdx.x * kKeys;
+  const GridBlock block = heaviest_first_block<false>();
+  const sm80::Sequence seq = sm80::sequence_of(p, block.sequence);
+  const int n0 = block.tile * kKeys;
   if (n0 >= seq.k_len) return;
-  const int hk = blockIdx.y;
+  const int hk = block.head;
   const sm80::Mask mask = sm80::mask_of(p, seq);
   const KeySteps<kKeys, kRows> plan(p, seq, mask, n0, hk);
   const int steps = plan.steps;
@@ -211,7 +212,9 @@ __global__ void __launch_bounds__(WideBwdShape<kHeadDim>::kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   BwdSmem<T, Shape, true> sm(smem_raw);
 
-  const sm80::QueryBlock block = sm80::query_block<kRows, kKeys>(p);
+  const GridBlock tile = heaviest_first_block<true>();
+  const sm80::QueryBlock block =
+      sm80::query_block<kRows, kKeys>(p, tile.tile, tile.head, tile.sequence);
   const sm80::Sequence& seq = block.seq;
   // Launched to overlap the dk/dv kernel: one thread of each block waits for that grid, so
   // that this grid completes after it.

@@ -124,6 +124,17 @@ Status launch_bwd_delta(const Params& p, cudaStream_t stream) {
                           p, stream);
 }
 
+// A dk/dv or dq grid: one block per (tile of `tile` rows, head, sequence), whose blocks
+// heaviest_first_block (flash_attn_sm90_bwd.cuh) numbers in an int.
+inline Status bwd_grid(int rows, int tile, int heads, const Params& p, dim3* grid) {
+  *grid = sm80::grid_of(rows, tile, heads, p);
+  if (static_cast<int64_t>(grid->x) * grid->y * grid->z > INT_MAX) {
+    return invalid("flash_attn: too many blocks for one backward grid (over 2^31 - 1 tiles x "
+                   "heads x sequences)");
+  }
+  return Status::Ok();
+}
+
 // The wide head dims' two kernels (flash_attn_sm90_bwd_wide.cuh); p.dq_accum is not used.
 template <class Launcher, typename T, int kHeadDim>
 Status schedule_wide_bwd(const Params& p, cudaStream_t stream) {
@@ -135,9 +146,12 @@ Status schedule_wide_bwd(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
+  dim3 key_blocks;
+  if (Status s = bwd_grid(p.max_seqlen_k, Shape::kResident, p.heads_k, p, &key_blocks); !s.ok()) {
+    return s;
+  }
   if (Status s = Launcher::launch(bwd_dk_dv_wide_kernel<T, kHeadDim>, Shape::smem_bytes(),
-                                  sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p),
-                                  Shape::kThreads, dk_dv, stream);
+                                  key_blocks, Shape::kThreads, dk_dv, stream);
       !s.ok()) {
     return s;
   }
@@ -146,8 +160,12 @@ Status schedule_wide_bwd(const Params& p, cudaStream_t stream) {
       !s.ok()) {
     return s;
   }
-  return Launcher::launch(bwd_dq_wide_kernel<T, kHeadDim>, Shape::smem_bytes(),
-                          sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
+  dim3 query_blocks;
+  if (Status s = bwd_grid(p.max_seqlen_q, Shape::kResident, p.heads_q, p, &query_blocks);
+      !s.ok()) {
+    return s;
+  }
+  return Launcher::launch(bwd_dq_wide_kernel<T, kHeadDim>, Shape::smem_bytes(), query_blocks,
                           Shape::kThreads, dq, stream, /*overlaps_previous=*/true);
 }
 
@@ -165,7 +183,11 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
         !s.ok()) {
       return s;
     }
-    const dim3 key_blocks = sm80::grid_of(p.max_seqlen_k, Shape::kResident, p.heads_k, p);
+    dim3 key_blocks;
+    if (Status s = bwd_grid(p.max_seqlen_k, Shape::kResident, p.heads_k, p, &key_blocks);
+        !s.ok()) {
+      return s;
+    }
     // The workspace is there exactly where the caller wants dQ summed (not deterministic).
     if (p.dq_accum != nullptr) {
       if (Status s = Launcher::launch(bwd_dk_dv_kernel<T, kHeadDim, true>,
@@ -190,9 +212,13 @@ Status schedule_bwd(const Params& p, cudaStream_t stream) {
         !s.ok()) {
       return s;
     }
+    dim3 query_blocks;
+    if (Status s = bwd_grid(p.max_seqlen_q, Shape::kResident, p.heads_q, p, &query_blocks);
+        !s.ok()) {
+      return s;
+    }
     // Overlapping the dk/dv kernel's last blocks (it writes nothing the dq kernel reads).
-    return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false),
-                            sm80::grid_of(p.max_seqlen_q, Shape::kResident, p.heads_q, p),
+    return Launcher::launch(bwd_dq_kernel<T, kHeadDim>, Shape::smem_bytes(false), query_blocks,
                             Shape::kThreads, dq, stream, /*overlaps_previous=*/true);
   }
 }
