@@ -286,6 +286,15 @@ def test_strided_inputs(backend):
         out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
         _check_against_reference(kernel, leaves, out, lse, grads, dout, "strided", causal=False,
                                  window=(-1, -1))
+    if device == "cpu":
+        # K broadcast over its heads (head stride 0) beside a V that is not: each key head's own
+        # V, though every head's K rows sit at one address.
+        shared_k = torch.randn(2, 19, 1, 64, dtype=dtype).expand(2, 19, 2, 64)
+        leaves = [torch.randn(2, 19, 4, 64, dtype=dtype), shared_k,
+                  torch.randn(2, 19, 2, 64, dtype=dtype)]
+        out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
+        _check_against_reference(kernel, leaves, out, lse, grads, dout, "broadcast k",
+                                 causal=False, window=(-1, -1))
     with pytest.raises(ValueError, match="q must have a contiguous last dimension"):
         kernel.ops.flash_attn_fwd_out(torch.empty_like(wide), torch.empty(2, 2, 19, device=device),
                                       wide, wide, wide, None, None, 0, 0, 0.1, False, -1, -1)

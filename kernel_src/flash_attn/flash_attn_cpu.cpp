@@ -248,31 +248,29 @@ struct Workspace {
   // [1, 2048, 8, 128] 102.4-103.6 -> 99.9-100.5. fp32 V read in place instead (rows
   // heads * head_dim apart) made that forward 1.07x-1.12x slower. head_k_ld is the keys rounded
   // up to whole blocks plus one block of zero padding, so a block of columns read from any key
-  // (windows start blocks anywhere) stays inside its row. held_k (the head's first K row) and
-  // held_keys say which head is held.
+  // (windows start blocks anywhere) stays inside its row. held_b, held_k_start and held_kv_head
+  // say which (sequence, key head) is held: indices, not addresses, since K may be broadcast
+  // over heads or batch (stride 0) while V is not.
   std::vector<float> head_k_t, head_v;
   int64_t head_k_ld = 0;
-  const void* held_k = nullptr;
-  int64_t held_keys = -1;
+  int64_t held_b = -1;
+  int64_t held_k_start = -1;
+  int64_t held_kv_head = -1;
 
   template <typename T>
   void hold_head(const FwdArgs& a, const Sequence& s, int64_t kv_head) {
+    if (s.b == held_b && s.k_start == held_k_start && kv_head == held_kv_head) return;
     const int64_t head_dim = a.problem.head_dim;
-    const T* k = static_cast<const T*>(a.k);
-    const T* first_row = k + strided(a.k_strides, s.b, s.k_start, kv_head);
-    if (first_row == held_k && s.k_len == held_keys) return;
     head_k_ld = (blocks(s.k_len, kBlockKeys) + 1) * kBlockKeys;
     head_k_t.assign(static_cast<size_t>(head_dim * head_k_ld), 0.0f);
-    for (int64_t n0 = 0; n0 < s.k_len; n0 += kBlockKeys) {
-      load_rows_transposed(k, a.k_strides, s, s.k_start, kv_head, n0,
-                           std::min(kBlockKeys, s.k_len - n0), head_dim, head_k_t.data() + n0,
-                           head_k_ld);
-    }
+    load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, 0,
+                         s.k_len, head_dim, head_k_t.data(), head_k_ld);
     head_v.resize(static_cast<size_t>(s.k_len * head_dim));
     load_block(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, 0, s.k_len,
                s.k_len, head_dim, head_v.data());
-    held_k = first_row;
-    held_keys = s.k_len;
+    held_b = s.b;
+    held_k_start = s.k_start;
+    held_kv_head = kv_head;
   }
 };
 
