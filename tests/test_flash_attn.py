@@ -498,8 +498,9 @@ def emulator(tmp_path_factory):
 
 
 def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, sm=80,
-                  deterministic=False):
-    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator (capability sm)."""
+                  deterministic=False, block_order="forward"):
+    """(out, lse, (dq, dk, dv)) of fwd_cuda and bwd_cuda on the emulator (capability sm; blocks
+    run in increasing blockIdx order, or with block_order "reverse" in decreasing order)."""
     q, k, v = leaves
     head_dim = q.shape[-1]
     if varlen is None:
@@ -518,7 +519,8 @@ def _run_emulated(binary, directory, leaves, dout, causal, window, varlen=None, 
     for name, t in zip(("q", "k", "v", "dout"), (q, k, v, dout)):
         t.contiguous().view(torch.int16).numpy().tofile(directory / f"{name}.bin")
     result = subprocess.run([str(binary), str(directory)], capture_output=True, text=True,
-                            env={**os.environ, "TK_EMULATED_SM": str(sm)})
+                            env={**os.environ, "TK_EMULATED_SM": str(sm),
+                                 "TK_EMULATED_BLOCK_ORDER": block_order})
     assert result.returncode == 0, result.stderr
 
     def load(name, shape, dtype=q.dtype):
@@ -554,6 +556,37 @@ def test_emulated_cuda_kernels_match_reference(emulator, cpu_kernel, tmp_path, s
                                     deterministic=deterministic)
     _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout,
                              f"emulated sm_{sm} {case}", causal=causal, window=window)
+
+
+# The persistent forward (several units per block, a second on a later key stage; causal pairs)
+# and the deterministic backward's grids (heaviest_first_block), on sm_90 and sm_80.
+BLOCK_ORDER_CASES = [
+    (90, (3, 50, 90, 1, 1, 64, False, (-1, -1), torch.bfloat16)),
+    (90, (1, 300, 300, 2, 1, 128, True, (-1, -1), torch.bfloat16)),
+    (90, (3, 200, 200, 2, 2, 64, True, (-1, -1), torch.bfloat16)),
+    (80, (2, 17, 40, 4, 1, 96, True, (-1, -1), torch.float16)),
+]
+
+
+@pytest.mark.parametrize(("sm", "case"), BLOCK_ORDER_CASES,
+                         ids=lambda v: _emulated_id(v) if isinstance(v, tuple) else f"sm{v}")
+def test_emulated_results_do_not_depend_on_block_order(emulator, tmp_path, sm, case):
+    """The forward and the deterministic backward write every element from one block in a fixed
+    order: running the blocks in the opposite order changes no bit."""
+    batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
+    leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
+    dout = torch.randn_like(leaves[0])
+    runs = []
+    for order in ("forward", "reverse"):
+        directory = tmp_path / order
+        directory.mkdir()
+        runs.append(_run_emulated(emulator, directory, leaves, dout, causal, window, sm=sm,
+                                  deterministic=True, block_order=order))
+    (out, lse, grads), (out_r, lse_r, grads_r) = runs
+    assert torch.equal(out.view(torch.int16), out_r.view(torch.int16))
+    assert torch.equal(lse, lse_r)
+    for g, g_r in zip(grads, grads_r):
+        assert torch.equal(g.view(torch.int16), g_r.view(torch.int16))
 
 
 @pytest.mark.parametrize("sm", [80, 90], ids=lambda v: f"sm{v}")

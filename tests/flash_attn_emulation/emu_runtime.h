@@ -9,6 +9,7 @@
 
 #include <barrier>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -79,12 +80,20 @@ inline void exchange_warpgroup(const uint64_t (&mine)[kWords], uint64_t (&all)[1
   group.barrier.arrive_and_wait();
 }
 
-// Runs `kernel(p)` on every block of `grid`, `threads` OS threads per block.
+// Runs `kernel(p)` on every block of `grid`, `threads` OS threads per block, x fastest: in
+// increasing blockIdx order, or with TK_EMULATED_BLOCK_ORDER=reverse in decreasing order (a GPU
+// promises no order; a result that depends on it differs between the two).
 template <typename Kernel, typename Params>
 void launch(Kernel kernel, dim3 grid, int threads, const Params& p) {
-  for (unsigned z = 0; z < grid.z; ++z) {
-    for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) {
+  const char* order = std::getenv("TK_EMULATED_BLOCK_ORDER");
+  const bool reverse = order != nullptr && std::strcmp(order, "reverse") == 0;
+  const auto index = [reverse](unsigned i, unsigned n) { return reverse ? n - 1 - i : i; };
+  for (unsigned k = 0; k < grid.z; ++k) {
+    const unsigned z = index(k, grid.z);
+    for (unsigned j = 0; j < grid.y; ++j) {
+      const unsigned y = index(j, grid.y);
+      for (unsigned i = 0; i < grid.x; ++i) {
+        const unsigned x = index(i, grid.x);
         Block b(threads);
         std::vector<std::thread> running;
         for (int t = 0; t < threads; ++t) {
