@@ -276,7 +276,10 @@ def timing_compile_config():
     """The torch.compile setting every timed call runs under: a compiled backward with donated
     buffers refuses retain_graph=True, which the backward timing needs; without donation the
     backward moves the same bytes, it only reuses less memory."""
-    return torch._functorch.config.patch(donated_buffer=False)
+    # A submodule that `import torch` alone does not load.
+    import torch._functorch.config as functorch_config
+
+    return functorch_config.patch(donated_buffer=False)
 
 
 def run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
