@@ -16,6 +16,13 @@
 # (default /tmp/tk-ab) and only their tails are printed on a failure. A build that fails (ptxas's
 # slow-code notes included) stops the A/B. Wheels in .whl/ are installed first, as in
 # gpu_session.sh.
+#
+# With TK_AB_ROUNDS=N each build's output is kept ($TK_AB_WORK/builds/<name>) instead of being
+# benchmarked at once, and after the last build `python -m benchmarks.ab` loads them all in one
+# process and times them in N interleaved rounds, one peer of TK_AB_PEERS at a time (bench flags
+# as benchmarks.ab takes them: --shapes, --dtype, --ops, --direction, --warmup, --rep); $OUT
+# then gets ab.txt and ab-<peer>.json. Builds benchmarked one after the other drift apart with
+# the GPU's clock and temperature over the call (cuDNN's unchanged kernel: 0.960-1.009).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
@@ -56,9 +63,17 @@ build() {
   echo "built $1 (${SECONDS}s)"
 }
 
+# Keeps the build's output for the interleaved run (TK_AB_ROUNDS), or benchmarks it now.
 bench() {
   local name=$1
   shift
+  if [ -n "${TK_AB_ROUNDS:-}" ]; then
+    rm -rf "$WORK/builds/$name"
+    mkdir -p "$WORK/builds"
+    cp -r build "$WORK/builds/$name"
+    echo "kept $name (${SECONDS}s)"
+    return
+  fi
   rm -rf "$WORK/ab-$name"
   python3 -m "benchmarks.$BENCH" --peers "$PEERS" --no-plot --out "$WORK/ab-$name" "$@" \
     > "$WORK/bench-$name.log" 2>&1 || { tail -30 "$WORK/bench-$name.log"; exit 1; }
@@ -93,6 +108,18 @@ copy_over "$SAVED"
 build new
 bench new "$@"
 : > "$OUT/ab.txt"
+if [ -n "${TK_AB_ROUNDS:-}" ]; then
+  BUILT=()
+  for name in "${NAMES[@]}" new; do BUILT+=("$WORK/builds/$name"); done
+  for peer in ${PEERS//,/ }; do
+    echo "## $peer, $TK_AB_ROUNDS interleaved rounds (above 1: new is faster)" | tee -a "$OUT/ab.txt"
+    python3 -m benchmarks.ab "${BENCH#bench_}" "${BUILT[@]}" --peer "$peer" \
+      --rounds "$TK_AB_ROUNDS" --out "$OUT/ab-$peer.json" "$@" > "$WORK/ab-$peer.log" 2>&1 \
+      || { tail -30 "$WORK/ab-$peer.log"; exit 1; }
+    sed -n '/^A: /,$p' "$WORK/ab-$peer.log" | tee -a "$OUT/ab.txt"
+  done
+  exit 0
+fi
 for peer in ${PEERS//,/ }; do
   for name in "${NAMES[@]}"; do
     echo "## $peer: $name / new (above 1: new is faster)" | tee -a "$OUT/ab.txt"
