@@ -74,8 +74,9 @@ def ab_case(cases: Sequence[Any], peer_name: str, direction: str, rounds: int,
     fns = []
     for index, case in enumerate(cases):
         peer = _peer(case, peer_name)
-        if peer.fn is None:
-            return {**row, "status": "skipped", "reason": f"build {index}: {peer.skip}"}
+        if peer.fn is None or direction not in peer.directions:
+            reason = peer.skip or f"{peer_name} is measured in {peer.directions} only"
+            return {**row, "status": "skipped", "reason": f"build {index}: {reason}"}
         try:
             check = truth.check(peer, inputs, direction)
         except Exception as exc:

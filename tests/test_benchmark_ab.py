@@ -84,6 +84,23 @@ def test_a_build_that_fails_its_check_is_not_timed():
     assert calls == []
 
 
+def test_a_peer_measured_in_one_direction_is_skipped_in_the_other():
+    bench = stand_in_bench()
+    build_cases = bench.build_cases
+
+    def backward_only(kernel, shape, dtype):
+        cases = build_cases(kernel, shape, dtype)
+        cases[0].peers[1].directions = ("bwd",)
+        return cases
+
+    bench.build_cases = backward_only
+    args = ab.parse_args(["toy", "a/v", "b/v", "--rounds", "1"])
+    time_ms, calls = scripted([1.0, 1.0])
+    rows = ab.run(bench, [scale_by(2.0), scale_by(2.0)], args, time_ms)
+    assert [(r["direction"], r["status"]) for r in rows] == [("fwd", "skipped"), ("bwd", "ok")]
+    assert len(calls) == 2
+
+
 def test_an_unknown_peer_is_named_with_the_ones_there():
     args = ab.parse_args(["toy", "a/v", "b/v", "--peer", "ours-cuda"])
     with pytest.raises(SystemExit, match="has no peer 'ours-cuda'.*'eager', 'ours'"):
