@@ -241,18 +241,20 @@ struct Workspace {
 
   std::vector<float> q, dout, k, k_t, v_t, acc, acc2, m, l, probs, dprobs;
 
-  // The forward's K^T and V of one (sequence, key head) in fp32, K^T [head_dim][head_k_ld] and
-  // V [keys][head_dim], made once for the query blocks of that head this thread takes in a row
-  // instead of once per query block and key block. fp32 forward on 2 cores, four runs each:
-  // [1, 1024, 8, 64] 14.4-14.8 -> 13.2-13.6 ms for K^T alone, causal 8.1-8.4 -> 7.9-8.0,
-  // [1, 2048, 8, 128] 102.4-103.6 -> 99.9-100.5. fp32 V read in place instead (rows
-  // heads * head_dim apart) made that forward 1.07x-1.12x slower. head_k_ld is the keys rounded
-  // up to whole blocks plus one block of zero padding, so a block of columns read from any key
-  // (windows start blocks anywhere) stays inside its row. held_b, held_k_start and held_kv_head
-  // say which (sequence, key head) is held: indices, not addresses, since K may be broadcast
-  // over heads or batch (stride 0) while V is not.
+  // The forward's K^T and V of one (sequence, key head) in fp32, K^T in key blocks
+  // [block][head_dim][kBlockKeys] and V [keys][head_dim]. A key block's scores read one
+  // contiguous [head_dim][kBlockKeys] of K^T: with K^T [head_dim][keys] their rows were 8 KB
+  // apart at 2048 keys (fp32 forward, 2 cores, both builds in one process, 4 alternating rounds:
+  // [1, 2048, 8, 128] 101.0 -> 91.5 ms, causal 57.4 -> 52.1, window (300, 0) 24.9 -> 23.5,
+  // [1, 1024, 8, 64] 13.3 -> 12.9). Both are made once for the query blocks of that head this
+  // thread takes in a row instead of once per query block and key block (fp32 forward on 2
+  // cores, four runs each: [1, 1024, 8, 64] 14.4-14.8 -> 13.2-13.6 ms for K^T alone, causal
+  // 8.1-8.4 -> 7.9-8.0, [1, 2048, 8, 128] 102.4-103.6 -> 99.9-100.5); fp32 V read in place
+  // instead (rows heads * head_dim apart) made that forward 1.07x-1.12x slower. The keys past
+  // the last are zero. held_b, held_k_start and held_kv_head say which (sequence, key head) is
+  // held: indices, not addresses, since K may be broadcast over heads or batch (stride 0) while
+  // V is not.
   std::vector<float> head_k_t, head_v;
-  int64_t head_k_ld = 0;
   int64_t held_b = -1;
   int64_t held_k_start = -1;
   int64_t held_kv_head = -1;
@@ -261,10 +263,13 @@ struct Workspace {
   void hold_head(const FwdArgs& a, const Sequence& s, int64_t kv_head) {
     if (s.b == held_b && s.k_start == held_k_start && kv_head == held_kv_head) return;
     const int64_t head_dim = a.problem.head_dim;
-    head_k_ld = (blocks(s.k_len, kBlockKeys) + 1) * kBlockKeys;
-    head_k_t.assign(static_cast<size_t>(head_dim * head_k_ld), 0.0f);
-    load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, 0,
-                         s.k_len, head_dim, head_k_t.data(), head_k_ld);
+    head_k_t.assign(static_cast<size_t>(blocks(s.k_len, kBlockKeys) * head_dim * kBlockKeys),
+                    0.0f);
+    for (int64_t n0 = 0; n0 < s.k_len; n0 += kBlockKeys) {
+      load_rows_transposed(static_cast<const T*>(a.k), a.k_strides, s, s.k_start, kv_head, n0,
+                           std::min(kBlockKeys, s.k_len - n0), head_dim,
+                           head_k_t.data() + n0 * head_dim);
+    }
     head_v.resize(static_cast<size_t>(s.k_len * head_dim));
     load_block(static_cast<const T*>(a.v), a.v_strides, s, s.k_start, kv_head, 0, s.k_len,
                s.k_len, head_dim, head_v.data());
@@ -365,7 +370,7 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
   const int64_t tile_rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
   float* q = ws.q.data();      // [tile_rows][D]
   ws.hold_head<T>(a, s, kv_head);
-  const float* k_t = ws.head_k_t.data();  // [D][ws.head_k_ld]
+  const float* k_t = ws.head_k_t.data();  // [key block][D][kBlockKeys]
   const float* v = ws.head_v.data();      // [keys][D]
   float* probs = ws.probs.data();  // [tile_rows][kBlockKeys]
   load_block(static_cast<const T*>(a.q), a.q_strides, s, s.q_start, head, r0, rows, tile_rows,
@@ -374,16 +379,15 @@ TK_CPU_CLONES void fwd_block(const FwdArgs& a, const Sequence& s, int64_t head, 
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
 
-  // key_begin and key_end are non-decreasing in i: the block's union range.
-  const int64_t keys_begin = w.key_begin(r0);
+  // key_begin and key_end are non-decreasing in i: the block's union range, walked in whole
+  // key blocks of k_t (keys outside a row's range get probability 0 below).
+  const int64_t keys_begin = w.key_begin(r0) / kBlockKeys * kBlockKeys;
   const int64_t keys_end = w.key_end(r0 + rows - 1);
   for (int64_t n0 = keys_begin; n0 < keys_end; n0 += kBlockKeys) {
     const int64_t n1 = std::min(n0 + kBlockKeys, keys_end);
     const int64_t keys = n1 - n0;
-    // Scores of every row against the whole block (keys past `keys` read the next block's
-    // columns of k_t or its zero padding; they are outside every row's range below and get
-    // probability 0).
-    gemm(q, D, k_t + n0, ws.head_k_ld, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
+    // Scores of every row against the whole block (keys past the sequence's end are zero).
+    gemm(q, D, k_t + n0 * D, kBlockKeys, probs, kBlockKeys, tile_rows, kBlockKeys, D, false);
     for (int64_t r = 0; r < tile_rows; ++r) {
       float* row = probs + r * kBlockKeys;
       const int64_t i = r0 + r;
