@@ -143,15 +143,15 @@ TK_CPU_INLINE float dot(const float* a, const float* b, int64_t n) {
 }
 
 // Rows [first, first + count) of one head of a strided [.., rows, heads, head_dim] tensor,
-// transposed into fp32: t[d * ld + r] (ld kBlockKeys unless given).
+// transposed into one fp32 key block: t[d * kBlockKeys + r].
 template <typename T>
 TK_CPU_INLINE void load_rows_transposed(const T* base, const Strides& strides,
                                         const Sequence& s, int64_t start, int64_t head,
                                         int64_t first, int64_t count, int64_t head_dim,
-                                        float* t, int64_t ld = kBlockKeys) {
+                                        float* t) {
   for (int64_t r = 0; r < count; ++r) {
     const T* row = base + strided(strides, s.b, start + first + r, head);
-    for (int64_t d = 0; d < head_dim; ++d) t[d * ld + r] = to_float(row[d]);
+    for (int64_t d = 0; d < head_dim; ++d) t[d * kBlockKeys + r] = to_float(row[d]);
   }
 }
 
