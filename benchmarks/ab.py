@@ -33,8 +33,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import timing
-from benchmarks.harness import (DIRECTIONS, DTYPE_NAMES, Bench, Truth, describe_error,
-                                leaf_inputs, local_kernel, select_dtypes, select_shapes,
+from benchmarks.harness import (DTYPE_NAMES, SKIP_EXIT, Bench, Truth, add_selection_arguments,
+                                describe_error, leaf_inputs, local_kernel, resolve_selection,
                                 shape_str, timed_callable, timing_compile_config)
 
 
@@ -117,12 +117,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="build output or variant directories; the others are compared with the last")
     p.add_argument("--peer", default="ours", help="the peer timed in every build")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--shapes", default="all")
-    p.add_argument("--dtype", default=None, help="default: the bench's")
-    p.add_argument("--ops", default=None, help="comma list of ops (default: all)")
-    p.add_argument("--direction", choices=["fwd", "bwd", "both"], default="both")
-    p.add_argument("--warmup", type=float, default=25.0, help="warm-up per measurement, ms")
-    p.add_argument("--rep", type=float, default=100.0, help="timed repetitions per measurement")
+    add_selection_arguments(p)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     if len(args.builds) < 2 or args.rounds < 1:
@@ -132,18 +127,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(bench: Bench, kernels: Sequence[Any], args: argparse.Namespace,
         time_ms: Callable[[Callable[[], Any]], float]) -> list[dict[str, Any]]:
-    dtypes = select_dtypes(args.dtype or ",".join(bench.default_dtypes))
-    directions = list(DIRECTIONS) if args.direction == "both" else [args.direction]
-    ops = set(args.ops.split(",")) if args.ops else None
+    resolve_selection(bench, args)
     rows = []
     with timing_compile_config():
-        for shape in select_shapes(bench, args.shapes):
-            for dtype in dtypes:
+        for shape in args.shapes_list:
+            for dtype in args.dtypes:
                 per_build = [bench.build_cases(k, shape, dtype) for k in kernels]
                 for cases in zip(*per_build):
-                    if ops is not None and cases[0].op not in ops:
+                    if args.op_filter is not None and cases[0].op not in args.op_filter:
                         continue
-                    for direction in directions:
+                    for direction in args.directions:
                         if direction == "bwd" and not cases[0].grad_inputs:
                             continue
                         print(f"  {cases[0].op} {shape_str(shape)} {DTYPE_NAMES[dtype]} "
@@ -157,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks.ab: no CUDA device here; nothing measured.", file=sys.stderr)
-        return 77
+        return SKIP_EXIT
     bench = importlib.import_module(f"benchmarks.bench_{args.bench}").BENCH
     kernels = [local_kernel(Path(b)) for b in args.builds]
     rows = run(bench, kernels, args,

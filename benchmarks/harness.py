@@ -362,35 +362,45 @@ def _same_bytes_copy(nbytes: int, peer_gbps: float, warmup_ms: float,
 # ----------------------------------------------------------------------------- command line
 
 
-def parse_args(bench: Bench, argv: Sequence[str] | None) -> argparse.Namespace:
-    sets = ", ".join(sorted(bench.shape_sets))
-    p = argparse.ArgumentParser(prog=f"python -m benchmarks.bench_{bench.kernel}",
-                                description=f"Benchmark {bench.kernel} against its peers.")
+def add_selection_arguments(p: argparse.ArgumentParser, bench: Bench | None = None) -> None:
+    """What to run and how long to time it: the flags of every bench module, and of
+    benchmarks.ab (which learns its bench from an argument, so has none here)."""
+    sets = f"a named set ({', '.join(sorted(bench.shape_sets))})" if bench else "a named set"
     p.add_argument("--shapes", default="all",
-                   help=f"'all', a named set ({sets}), or sizes like 4096x4096,1x1024x2048")
-    p.add_argument("--dtype", default=",".join(bench.default_dtypes),
-                   help="bf16, fp16, fp32, 'all', or a comma list")
-    p.add_argument("--peers", default=None, help="comma list of peer names to run (default: all)")
+                   help=f"'all', {sets}, or sizes like 4096x4096,1x1024x2048")
+    p.add_argument("--dtype", default=None,
+                   help="bf16, fp16, fp32, 'all', or a comma list (default: the bench's)")
     p.add_argument("--ops", default=None, help="comma list of ops to run (default: all)")
     p.add_argument("--direction", choices=["fwd", "bwd", "both"], default="both")
-    p.add_argument("--quick", action="store_true",
-                   help="bf16, a short shape list, shorter timing (for a fast look)")
     p.add_argument("--warmup", type=float, default=25.0, help="warm-up per measurement, ms")
     p.add_argument("--rep", type=float, default=100.0, help="timed repetitions per measurement, ms")
+
+
+def resolve_selection(bench: Bench, args: argparse.Namespace) -> None:
+    """add_selection_arguments' flags as lists: shapes_list, dtypes, directions, op_filter."""
+    args.shapes_list = select_shapes(bench, args.shapes)
+    args.dtypes = select_dtypes(args.dtype or ",".join(bench.default_dtypes))
+    args.directions = list(DIRECTIONS) if args.direction == "both" else [args.direction]
+    args.op_filter = set(args.ops.split(",")) if args.ops else None
+
+
+def parse_args(bench: Bench, argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.bench_{bench.kernel}",
+                                description=f"Benchmark {bench.kernel} against its peers.")
+    add_selection_arguments(p, bench)
+    p.add_argument("--peers", default=None, help="comma list of peer names to run (default: all)")
+    p.add_argument("--quick", action="store_true",
+                   help="bf16, a short shape list, shorter timing (for a fast look)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    resolve_selection(bench, args)
     if args.quick:
         args.shapes_list = list(bench.quick_shapes)
         args.dtypes = [torch.bfloat16]
         args.warmup, args.rep = min(args.warmup, 10.0), min(args.rep, 40.0)
-    else:
-        args.shapes_list = select_shapes(bench, args.shapes)
-        args.dtypes = select_dtypes(args.dtype)
-    args.directions = list(DIRECTIONS) if args.direction == "both" else [args.direction]
     args.peer_filter = set(args.peers.split(",")) if args.peers else None
-    args.op_filter = set(args.ops.split(",")) if args.ops else None
     return args
 
 
