@@ -38,12 +38,6 @@ from benchmarks.harness import (DTYPE_NAMES, SKIP_EXIT, Bench, Truth, add_select
                                 shape_str, timed_callable, timing_compile_config)
 
 
-def round_orders(builds: int, rounds: int) -> list[list[int]]:
-    """The order the builds are timed in, per round: forward, then reversed, alternately."""
-    forward = list(range(builds))
-    return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
-
-
 def summarize(times: list[list[float]]) -> dict[str, Any]:
     """times[build][round] (ms) -> each build's median, and each build's time over the last
     build's per round (median, min, max), for every build before the last."""
@@ -86,7 +80,7 @@ def ab_case(cases: Sequence[Any], peer_name: str, direction: str, rounds: int,
                     "reason": f"build {index}: max error {check.errors} over {check.limits}"}
         fns.append(timed_callable(peer, case, inputs, truth.dys, direction))
     times: list[list[float]] = [[] for _ in cases]
-    for order in round_orders(len(cases), rounds):
+    for order in timing.round_orders(len(cases), rounds):
         for index in order:
             times[index].append(time_ms(fns[index]))
     return {**row, "status": "ok", "times_ms": times, **summarize(times)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,16 +284,21 @@ def timing_compile_config():
 
 
 def run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
-             warmup_ms: float, rep_ms: float, peer_filter: set[str] | None = None) -> list[dict]:
-    """Check, then time, every peer of ``case``; one record per (peer, direction)."""
+             warmup_ms: float, rep_ms: float, peer_filter: set[str] | None = None,
+             rounds: int = 1) -> list[dict]:
+    """Check every peer of ``case``, then time those that passed; one record per (peer,
+    direction). With ``rounds`` > 1 the peers are timed in turn, once per round, in order on even
+    rounds and in reverse on odd ones, so that a drift of the GPU's clock or temperature over
+    the case falls on every peer alike; each time recorded is the median over the rounds."""
     with timing_compile_config():
-        records = _run_case(case, directions, ceilings, warmup_ms, rep_ms, peer_filter)
+        records = _run_case(case, directions, ceilings, warmup_ms, rep_ms, peer_filter, rounds)
     torch.cuda.empty_cache()
     return records
 
 
 def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
-              warmup_ms: float, rep_ms: float, peer_filter: set[str] | None) -> list[dict]:
+              warmup_ms: float, rep_ms: float, peer_filter: set[str] | None,
+              rounds: int) -> list[dict]:
     # Compile peers are compiled once per case: forget the graphs of earlier shapes/dtypes so
     # that dynamo's recompile limit never sends a compiled peer back to eager.
     torch._dynamo.reset()
@@ -303,7 +309,7 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
         no_truth = None
     except Exception as exc:
         no_truth = f"the reference raised: {describe_error(exc)}"
-    records = []
+    records, passed = [], []
     for peer in case.peers:
         if peer_filter is not None and peer.name not in peer_filter:
             continue
@@ -312,26 +318,66 @@ def _run_case(case: Case, directions: Sequence[str], ceilings: dict[str, Any],
             records.append(rec)
             if no_truth is not None:
                 rec.update(status="error", reason=no_truth)
-                continue
-            if peer.skip is not None or peer.fn is None:
+            elif peer.skip is not None or peer.fn is None:
                 rec.update(status="skipped", reason=peer.skip or "no callable")
+            elif _checked(rec, truth, peer, inputs, direction):
+                passed.append((rec, peer, direction))
+    timings = _time_in_rounds(passed, case, inputs, truth, warmup_ms, rep_ms, rounds)
+    for (rec, _, _), times in zip(passed, timings):
+        if rec.get("status") == "error":
+            continue
+        rec.update(_measurement(_over_rounds(times), rec, ceilings))
+        if rounds > 1:
+            rec["round_ms"] = [t.median_ms for t in times]
+        if rec["bytes"]:
+            rec.update(_same_bytes_copy(rec["bytes"], rec["gbps"], warmup_ms, rep_ms))
+    report.add_speedups(records)
+    return records
+
+
+def _checked(rec: dict[str, Any], truth: Truth, peer: Peer, inputs: dict[str, torch.Tensor],
+             direction: str) -> bool:
+    """Check one peer against the truth; on failure or error say so in ``rec``."""
+    try:
+        check = truth.check(peer, inputs, direction)
+    except Exception as exc:
+        rec.update(status="error", reason=describe_error(exc))
+        return False
+    finally:
+        torch.cuda.empty_cache()
+    rec.update(max_err=check.errors, err_limit=check.limits)
+    if not check.passed:
+        rec.update(status="failed", reason="max error over the tolerance rule")
+    return check.passed
+
+
+def _time_in_rounds(passed: Sequence[tuple[dict, Peer, str]], case: Case,
+                    inputs: dict[str, torch.Tensor], truth: Truth, warmup_ms: float,
+                    rep_ms: float, rounds: int) -> list[list[timing.Timing]]:
+    """Each passed (record, peer, direction) timed once per round, in timing.round_orders.
+    A callable lives for one measurement only (a backward's holds its forward's graph), so
+    peers never hold memory side by side. A peer that raises is marked in its record and
+    timed no more."""
+    times: list[list[timing.Timing]] = [[] for _ in passed]
+    for order in timing.round_orders(len(passed), rounds):
+        for index in order:
+            rec, peer, direction = passed[index]
+            if rec.get("status") == "error":
                 continue
             try:
-                check = truth.check(peer, inputs, direction)
-                rec.update(max_err=check.errors, err_limit=check.limits)
-                if not check.passed:
-                    rec.update(status="failed", reason="max error over the tolerance rule")
-                    continue
                 fn = timed_callable(peer, case, inputs, truth.dys, direction)
-                rec.update(_measurement(timing.time_ms(fn, warmup_ms, rep_ms), rec, ceilings))
+                times[index].append(timing.time_ms(fn, warmup_ms, rep_ms))
                 del fn
-                if rec["bytes"]:
-                    rec.update(_same_bytes_copy(rec["bytes"], rec["gbps"], warmup_ms, rep_ms))
             except Exception as exc:
                 rec.update(status="error", reason=describe_error(exc))
             torch.cuda.empty_cache()
-    report.add_speedups(records)
-    return records
+    return times
+
+
+def _over_rounds(times: Sequence[timing.Timing]) -> timing.Timing:
+    """One timing from a peer's rounds: the median of each statistic over the rounds."""
+    return timing.Timing(*(statistics.median(getattr(t, f) for t in times)
+                           for f in ("median_ms", "p20_ms", "p80_ms")))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -373,7 +419,8 @@ def add_selection_arguments(p: argparse.ArgumentParser, bench: Bench | None = No
     p.add_argument("--ops", default=None, help="comma list of ops to run (default: all)")
     p.add_argument("--direction", choices=["fwd", "bwd", "both"], default="both")
     p.add_argument("--warmup", type=float, default=25.0, help="warm-up per measurement, ms")
-    p.add_argument("--rep", type=float, default=100.0, help="timed repetitions per measurement, ms")
+    p.add_argument("--rep", type=float, default=100.0,
+                   help="timed repetitions per measurement (per round with --rounds), ms")
 
 
 def resolve_selection(bench: Bench, args: argparse.Namespace) -> None:
@@ -394,7 +441,12 @@ def parse_args(bench: Bench, argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time the peers of each case in turn this many times, the order "
+                        "reversed every other round; each time is the median over the rounds")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds: at least 1")
     resolve_selection(bench, args)
     if args.quick:
         args.shapes_list = list(bench.quick_shapes)
@@ -451,7 +503,7 @@ def main(bench: Bench, argv: Sequence[str] | None = None) -> int:
                     continue
                 print(f"  {case.op} {shape_str(shape)} {DTYPE_NAMES[dtype]}", flush=True)
                 records += run_case(case, args.directions, ceilings, args.warmup, args.rep,
-                                    args.peer_filter)
+                                    args.peer_filter, args.rounds)
     for rec in records:
         rec["date"] = meta["date"]
         rec["git_commit"] = meta.get("git_commit")

@@ -108,6 +108,13 @@ def time_ms(fn: Callable[[], Any], warmup_ms: float, rep_ms: float) -> Timing:
     return Timing(*(quantile(times, q) for q in (0.5, 0.2, 0.8)))
 
 
+def round_orders(count: int, rounds: int) -> list[list[int]]:
+    """The order ``count`` things are timed in, per round: forward, then reversed, alternately,
+    so that a drift of the GPU's clock or temperature over the rounds falls on each alike."""
+    forward = list(range(count))
+    return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
+
+
 def quantile(sorted_values: Sequence[float], q: float) -> float:
     """Linear-interpolated quantile of an ascending list."""
     pos = (len(sorted_values) - 1) * q

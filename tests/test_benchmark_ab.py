@@ -18,11 +18,6 @@ from benchmarks import ab  # noqa: E402
 from benchmarks.harness import Bench, Case, Peer  # noqa: E402
 
 
-def test_rounds_alternate_the_order():
-    assert ab.round_orders(2, 4) == [[0, 1], [1, 0], [0, 1], [1, 0]]
-    assert ab.round_orders(3, 2) == [[0, 1, 2], [2, 1, 0]]
-
-
 def test_summary_is_per_round_ratios():
     summary = ab.summarize([[2.0, 4.0, 3.0], [4.0, 4.0, 3.0], [1.0, 4.0, 2.0]])
     assert summary["median_ms"] == [3.0, 4.0, 2.0]

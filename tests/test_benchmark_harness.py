@@ -74,6 +74,12 @@ def test_quantile():
     assert timing.quantile([7.0], 0.2) == 7.0
 
 
+def test_rounds_alternate_the_order():
+    assert timing.round_orders(2, 4) == [[0, 1], [1, 0], [0, 1], [1, 0]]
+    assert timing.round_orders(3, 2) == [[0, 1, 2], [2, 1, 0]]
+    assert timing.round_orders(2, 1) == [[0, 1]]
+
+
 # ----------------------------------------------------------------------------- names and flags
 
 
@@ -116,6 +122,10 @@ def test_parse_args_defaults_and_quick(tmp_path):
     assert quick.shapes_list == bench_rmsnorm.QUICK_SHAPES
     assert quick.rep <= 40 and quick.out == tmp_path
     assert quick.peer_filter == {"eager", "ours"} and quick.directions == ["fwd"]
+    assert args.rounds == 1
+    assert harness.parse_args(bench_rmsnorm.BENCH, ["--rounds", "5"]).rounds == 5
+    with pytest.raises(SystemExit):
+        harness.parse_args(bench_rmsnorm.BENCH, ["--rounds", "0"])
 
 
 # ----------------------------------------------------------------------------- correctness
@@ -457,6 +467,47 @@ def test_run_case_measures_a_peer_only_in_its_directions(cpu_run):
     assert sorted((r["peer"], r["direction"], r["status"]) for r in recs) == [
         ("ours", "bwd", "ok"), ("ours", "fwd", "ok"), ("ours-bwd-only", "bwd", "ok")]
     assert len(cpu_run) == 3
+
+
+def test_run_case_times_peers_in_alternating_rounds(monkeypatch, cpu_run):
+    """Every peer is checked before any is timed; then each round times every passed peer once,
+    the order reversed every other round, and a peer's time is the median over its rounds. The
+    fake clock drifts (each call 0.01 ms slower than the last) as a warming GPU might."""
+    calls = []
+
+    def drifting_time(fn, warmup_ms, rep_ms):
+        fn()
+        calls.append(fn)
+        ms = 0.1 + 0.01 * len(calls)
+        return timing.Timing(ms, ms - 0.005, ms + 0.005)
+
+    monkeypatch.setattr(timing, "time_ms", drifting_time)
+    torch.manual_seed(0)
+    [case, _] = bench_rmsnorm.build_cases(fake_kernel(), (16, 128), torch.bfloat16)
+    case.peers.append(harness.Peer("wrong", lambda x, weight: x.clone()))
+    raised = []
+
+    def raises_in_round_two(x, weight):
+        if len(calls) >= 2:
+            raised.append(True)
+            raise RuntimeError("lost")
+        return fake_kernel().rms_norm(x, weight, 1e-6)
+
+    case.peers.append(harness.Peer("flaky", raises_in_round_two))
+    recs = harness.run_case(case, ["fwd"], CEILINGS, 1, 1,
+                            peer_filter={"eager", "ours", "wrong", "flaky"}, rounds=4)
+    by = {r["peer"]: r for r in recs}
+    assert by["wrong"]["status"] == "failed" and "round_ms" not in by["wrong"]
+    assert raised and by["flaky"]["status"] == "error" and "RuntimeError" in by["flaky"]["reason"]
+    # Passed order: eager, ours, flaky. Round 1: eager (call 1), ours (2), flaky raises in its
+    # first timed call. Round 2, reversed: ours (3), eager (4). Round 3: 5, 6. Round 4: 8, 7.
+    assert [round(t, 3) for t in by["eager"]["round_ms"]] == [0.11, 0.14, 0.15, 0.18]
+    assert [round(t, 3) for t in by["ours"]["round_ms"]] == [0.12, 0.13, 0.16, 0.17]
+    assert by["eager"]["time_ms"] == pytest.approx(0.145)
+    assert by["ours"]["time_ms"] == pytest.approx(0.145)
+    assert by["ours"]["p20_ms"] == pytest.approx(0.14)
+    assert by["ours"]["speedup_vs"] == {"eager": pytest.approx(1.0)}
+    assert len(calls) == 8
 
 
 def test_main_writes_json_plot_and_table(cpu_run, monkeypatch, tmp_path, capsys):
