@@ -116,7 +116,8 @@ def ours_peers(kernel: Any, causal: bool) -> list[Peer]:
 
 
 def cuda_peer(kernel: Any, causal: bool) -> Peer:
-    """The CUDA variant's sm_80 kernels (the loaded variant, when it is the CUDA one)."""
+    """The CUDA variant's kernels, sm_90a on Hopper and sm_80 elsewhere (the loaded variant,
+    when it is the CUDA one). ``ours`` is the Triton variant."""
     if getattr(kernel, "BACKEND", None) != "cuda":
         return Peer("ours-cuda", skip="the loaded variant is not the CUDA variant")
 
