@@ -300,6 +300,32 @@ def test_strided_inputs(backend):
                                       wide, wide, wide, None, None, 0, 0, 0.1, False, -1, -1)
 
 
+# Unmasked shapes whose sm_90a forward splits query blocks on a GPU of up to 160
+# multiprocessors (132 on an H100): 160, 154 and 168 query blocks of 12 to 24 key tiles, no
+# multiple of the grid (fwd_split_plan).
+SPLIT_GPU_CASES = [
+    (2, 2000, 2000, 5, 5, 128),
+    (2, 2000, 2000, 7, 1, 64),
+    (1, 1500, 1500, 14, 7, 256),
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_GPU_CASES, ids=lambda c: f"hdim{c[-1]}")
+def test_split_query_blocks_match_reference_and_repeat_bitwise(backend, case):
+    """Either half of a split query block may finish first on the GPU; the merge is the same
+    arithmetic whichever does, so two runs agree bitwise."""
+    kernel, device = backend
+    if device != "cuda":
+        pytest.skip("GPU-sized shapes (the emulated cases split query blocks on the CPU)")
+    leaves = _qkv(*case, torch.bfloat16, device)
+    out, lse, grads, dout = _run(kernel, leaves, False, (-1, -1))
+    _check_against_reference(kernel, leaves, out, lse, grads, dout, f"split {case}",
+                             causal=False, window=(-1, -1))
+    for _ in range(3):
+        again, again_lse = kernel.flash_attn(*leaves, return_lse=True)
+        assert torch.equal(again, out) and torch.equal(again_lse, lse)
+
+
 # On sm_90 deterministic runs the dk/dv and dq kernels at head dims 64 and 128 (otherwise one
 # kernel sums dQ across key blocks); at 256 both run the wide form's two kernels.
 @pytest.mark.parametrize("head_dim", [64, 128, 256])
@@ -435,6 +461,18 @@ EMULATED_CASES = [
     (1, 40, 17, 2, 2, 192, True, (-1, -1), torch.float16),
     (1, 19, 23, 4, 2, 256, True, (-1, -1), torch.bfloat16),
 ]
+# The sm_90a forward's split query blocks (fwd_split_plan): an odd number of unmasked query blocks
+# over the two emulated multiprocessors. Head dim 128: 3 query blocks of 4 key tiles (600 = 3 x
+# 176 + 72, the last 128 wide), 6 steps per block: block 0 takes query block 0 and the first
+# half of 1, block 1 the second half and 2. Head dim 64: 5 query blocks, 0 and 1 whole, then
+# 2 to 4 shared (5 tiles each: block 0 takes 7 steps, block 1 8). Head dims 256 and 192: 64-key
+# tiles, 3 query blocks of 5.
+EMULATED_SPLIT_CASES = [
+    (1, 100, 600, 3, 1, 128, False, (-1, -1), torch.bfloat16),
+    (1, 150, 520, 5, 5, 64, False, (-1, -1), torch.float16),
+    (1, 70, 300, 3, 1, 256, False, (-1, -1), torch.bfloat16),
+    (1, 60, 270, 3, 3, 192, False, (-1, -1), torch.float16),
+]
 # sm_90: head dims 64 (three consumer warpgroups), 128 (two query and key blocks, a window;
 # unmasked: wide key tiles) and 256 (the wide backward's two kernels: three query and key
 # blocks, GQA 4, causal, a window); Sq < Sk and Sq > Sk; GQA. Up to head dim 128 the backward
@@ -464,7 +502,7 @@ EMULATED_SM90_CASES = [
     # Head dim 192: the sm_90a forward (64-key tiles) with the sm_80 backward.
     (1, 150, 130, 4, 2, 192, True, (-1, -1), torch.bfloat16),
     (2, 70, 200, 2, 1, 192, False, (-1, -1), torch.float16),
-]
+] + EMULATED_SPLIT_CASES
 EMULATED_SM90_DETERMINISTIC_CASES = [
     (1, 70, 70, 4, 1, 64, True, (-1, -1), torch.bfloat16),
     (2, 17, 40, 2, 1, 128, True, (-1, -1), torch.float16),
@@ -587,6 +625,28 @@ def test_emulated_results_do_not_depend_on_block_order(emulator, tmp_path, sm, c
     assert torch.equal(lse, lse_r)
     for g, g_r in zip(grads, grads_r):
         assert torch.equal(g.view(torch.int16), g_r.view(torch.int16))
+
+
+@pytest.mark.parametrize("case", EMULATED_SPLIT_CASES[:2], ids=_emulated_id)
+def test_emulated_split_query_blocks_do_not_depend_on_block_order(emulator, cpu_kernel, tmp_path,
+                                                                   case):
+    """Either half of a split query block may finish first; the other merges, with the same
+    arithmetic, so running the blocks in the opposite order changes no bit of out or lse."""
+    batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, causal, window, dtype = case
+    leaves = _qkv(batch, seqlen_q, seqlen_k, heads_q, heads_k, head_dim, dtype, "cpu")
+    dout = torch.randn_like(leaves[0])
+    runs = {}
+    for order in ("forward", "reverse"):
+        directory = tmp_path / order
+        directory.mkdir()
+        runs[order] = _run_emulated(emulator, directory, leaves, dout, causal, window, sm=90,
+                                    block_order=order)
+    out, lse, grads = runs["reverse"]
+    _check_against_reference(cpu_kernel, leaves, out, lse, grads, dout,
+                             f"emulated sm_90 {case}, blocks in reverse", causal=causal,
+                             window=window)
+    assert torch.equal(out.view(torch.int16), runs["forward"][0].view(torch.int16))
+    assert torch.equal(lse, runs["forward"][1])
 
 
 @pytest.mark.parametrize("sm", [80, 90], ids=lambda v: f"sm{v}")

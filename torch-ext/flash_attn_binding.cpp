@@ -245,8 +245,18 @@ void flash_attn_fwd_out(at::Tensor& out, at::Tensor& lse, const at::Tensor& q,
   args.q_strides = strides_of(qa, varlen);
   args.k_strides = strides_of(ka, varlen);
   args.v_strides = strides_of(va, varlen);
+  // The sm_90a forward may split its last query blocks between two blocks, which hand state
+  // over through a workspace it asks for (on q's device: the lambda runs under its guard).
+  at::Tensor split_workspace;
   run_flash_attn(
-      q, op, [&](void* stream) { return tk::flash_attn::fwd_cuda(args, stream); },
+      q, op,
+      [&](void* stream) {
+        if (const int64_t bytes = tk::flash_attn::fwd_cuda_split_bytes(args.problem); bytes > 0) {
+          split_workspace = at::empty({bytes}, q.options().dtype(at::kByte));
+          args.split_workspace = split_workspace.data_ptr();
+        }
+        return tk::flash_attn::fwd_cuda(args, stream);
+      },
       [&] { return tk::flash_attn::fwd_cpu(args); });
 }
 

@@ -64,6 +64,9 @@ struct FwdArgs {
   const void* k = nullptr;
   const void* v = nullptr;
   Strides q_strides, k_strides, v_strides;
+  // CUDA only: scratch of fwd_cuda_split_bytes(problem) bytes (16-byte aligned) where that is
+  // not 0 (contents ignored).
+  void* split_workspace = nullptr;
 };
 
 struct BwdArgs {
@@ -125,6 +128,10 @@ inline Status check_problem_shape(const Problem& p) {
 // without `deterministic`, dQ is summed over key blocks in fp32 in dq_accum, in an order that
 // varies between runs.
 Status fwd_cuda(const FwdArgs& args, void* stream);
+// The scratch fwd_cuda takes on the current device for this problem: on sm_90, where its last
+// query blocks are split between two blocks of the persistent grid; else 0 (also when the device
+// cannot be queried: fwd_cuda then reports that error). Without it fwd_cuda splits nothing.
+int64_t fwd_cuda_split_bytes(const Problem& problem);
 Status bwd_cuda(const BwdArgs& args, void* stream);
 // Whether bwd_cuda on the current device needs args.dq_accum for this problem (false when the
 // device cannot be queried: bwd_cuda then reports that error).

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "_common/cuda_check.cuh"
@@ -153,6 +154,21 @@ bool bwd_cuda_accumulates_dq(const Problem& p, bool deterministic) {
   return use_sm90(p, &sm90).ok() && accumulates_dq(p, deterministic, sm90);
 }
 
+int64_t fwd_cuda_split_bytes(const Problem& p) {
+  bool sm90 = false;
+  int multiprocessors = 0;
+  if (!check_problem(p).ok() || !use_sm90(p, &sm90).ok() || !sm90 ||
+      !sm90::has_fwd(static_cast<int>(p.head_dim)) ||
+      !current_multiprocessor_count(&multiprocessors).ok()) {
+    return 0;
+  }
+  const sm80::Params params = params_of(p, {}, {}, {});
+  const int head_dim = static_cast<int>(p.head_dim);
+  const int64_t units = sm90::fwd_query_blocks(params, head_dim);
+  return sm90::fwd_split_plan(params, head_dim, units, std::min<int64_t>(units, multiprocessors))
+      .bytes;
+}
+
 Status fwd_cuda(const FwdArgs& a, void* stream) {
   const Problem& p = a.problem;
   if (Status s = check_problem(p); !s.ok()) return s;
@@ -169,6 +185,10 @@ Status fwd_cuda(const FwdArgs& a, void* stream) {
   params.v = a.v;
   params.out = a.out;
   params.lse = a.lse;
+  if (a.split_workspace != nullptr && !all_aligned({a.split_workspace}, 16)) {
+    return invalid("flash_attn: split_workspace must be 16-byte aligned");
+  }
+  params.fwd_split = a.split_workspace;
   bool sm90 = false;
   if (Status s = use_sm90(p, &sm90); !s.ok()) return s;
   return dispatch<RunFwd>(p, params, static_cast<cudaStream_t>(stream), sm90);

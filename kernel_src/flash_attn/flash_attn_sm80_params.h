@@ -35,6 +35,9 @@ struct Params {
   // fp32 in the layout below, or null: the sm_90a backward that sums dQ over key blocks
   // accumulates here (zeroed by the delta kernel) and then rounds into dq.
   float* dq_accum = nullptr;
+  // The sm_90a forward's workspace for split query blocks (sm90::fwd_split_plan's bytes), or
+  // null: none is split.
+  void* fwd_split = nullptr;
 
   // Device pointers, or null for the batched layout. Trusted: not read on the host.
   const int32_t* cu_seqlens_q = nullptr;

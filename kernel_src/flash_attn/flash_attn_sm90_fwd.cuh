@@ -1,7 +1,9 @@
 // The sm_90a FlashAttention forward: warpgroup MMA (wgmma) fed by the tensor memory accelerator
 // (TMA), with producer/consumer warp specialization. A query block is kRows rows of one query
 // head and sequence; a block walks work units of one or two query blocks (unit_block), one unit
-// per block or, persistent, units blockIdx.x, + gridDim.x, ... (flash_attn_sm90_schedule.cuh).
+// per block or, persistent, units blockIdx.x, + gridDim.x, ... (flash_attn_sm90_schedule.cuh),
+// where the last units may be shared out in equal runs of key tiles instead (for_each_piece),
+// a query block split between two blocks merging its halves (merge_split).
 // Warpgroups:
 //   warpgroup 0, the producer: one thread issues the TMA copies of the Q tile and of the K and V
 //     tiles through kStages shared-memory stages, each stage guarded by a "full" mbarrier (the
@@ -22,6 +24,7 @@
 #include <cuda.h>
 
 #include "flash_attn/flash_attn_sm90.cuh"
+#include "flash_attn/flash_attn_sm90_launch.h"
 
 namespace tk::flash_attn::sm90 {
 
@@ -39,28 +42,39 @@ struct FwdParams {
   int unit_tiles;
   int unit_items;
   int units;
+  // Units split_unit .. units - 1 (one query block of split_tiles key tiles each; split_unit ==
+  // units: none) are not walked whole but shared out as one run of split_steps key-tile steps
+  // in equal parts, part b to block b (for_each_piece). A block's part is at least one unit
+  // long, so a query block is cut at most once: its first tiles end one block's part, the rest
+  // start the next's, and the boundary between blocks b and b + 1 is split slot b. Per slot and
+  // consumer warp, split_flags holds {halves that have finished, whether the first one's state
+  // is stored} and split_state that state (merge_split); the flags are zeroed before every
+  // launch.
+  int split_unit;
+  int split_tiles;
+  int split_steps;  // (units - split_unit) * split_tiles
+  int* split_flags;
+  float* split_state;
   bool q_rows_first;
   bool k_rows_first;
   bool v_rows_first;
 };
 
+// Which key tiles of its query block a piece of work covers.
+enum class Part { kWhole, kFirst, kSecond };
+
 // Named barriers 1 .. kConsumers hand the tensor cores from one consumer warpgroup to the next
 // (0 is __syncthreads).
 inline constexpr int kTurnBarrier = 1;
 
-// The key tile of a head dim: head dim 256 takes 64 keys (its O accumulator is already 128
-// registers per thread), the others 128.
+// The key tiles of a head dim, with a mask (kDefaultKeys) and without (fwd_keys).
 template <int kHeadDim>
-inline constexpr int kDefaultKeys = kHeadDim <= 128 ? 128 : 64;
-// Head dim 128 without a mask also has a 176-key form (FlashAttention-3's tile for it): fewer
-// tiles per row block, so less of the per-tile softmax bookkeeping per score.
-inline constexpr int kWideKeys = 176;
+inline constexpr int kDefaultKeys = fwd_keys(kHeadDim, true);
+inline constexpr int kWideKeys = fwd_keys(128, false);
 
 template <int kHeadDim, int kKeysPerTile = kDefaultKeys<kHeadDim>>
 struct FwdShape {
-  // Head dim 64 has half the matrix work per score of 128, so a third consumer warpgroup keeps
-  // the tensor cores fed while the others run their softmax.
-  static constexpr int kConsumers = kHeadDim == 64 ? 3 : 2;
+  static constexpr int kConsumers = fwd_consumers(kHeadDim);
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kRows = 64 * kConsumers;
   static constexpr int kKeys = kKeysPerTile;
@@ -153,14 +167,116 @@ __device__ __forceinline__ sm80::QueryBlock unit_block(const FwdParams& fp, int 
   return sm80::query_block<kRows, kKeys>(p, row_tile, rest % p.heads_q, rest / p.heads_q);
 }
 
-// The query blocks of this block, in order: those of units blockIdx.x, + gridDim.x, ...
+// Where this block's part of the shared steps starts (part = blockIdx.x) or ends (blockIdx.x + 1),
+// as split_unit + the step. fwd_split_plan keeps split_steps * blocks within an int.
+__device__ __forceinline__ int split_boundary(const FwdParams& fp, int part) {
+  return fp.split_unit + fp.split_steps * part / static_cast<int>(gridDim.x);
+}
+
+// The work of this block, in order, as (query block, cursor): the query blocks of units
+// blockIdx.x, + gridDim.x, ... below split_unit, whole; then this block's part of the shared
+// steps as pieces (a second half first, whole query blocks, a first half last: a part is at
+// least one and less than two query blocks long), each the query block with its key tiles
+// narrowed to the piece's. The cursor is the unit, or split_unit + the piece's first step. All of
+// it follows from kernel parameters and blockIdx, so the compiler keeps it in uniform registers;
+// and one call of `body` in the code: the consumers' body is the whole main loop.
 template <int kRows, int kKeys, class Body>
-__device__ __forceinline__ void for_each_query_block(const FwdParams& fp, Body&& body) {
-  for (int unit = blockIdx.x; unit < fp.units; unit += gridDim.x) {
-    for (int member = 0; member < fp.unit_items; ++member) {
-      body(unit_block<kRows, kKeys>(fp, unit, member));
+__device__ __forceinline__ void for_each_piece(const FwdParams& fp, Body&& body) {
+  const int part = static_cast<int>(blockIdx.x);
+  int cursor = part < fp.split_unit ? part : split_boundary(fp, part);
+  for (int member = 0; cursor < split_boundary(fp, part + 1);) {
+    const bool shared = cursor >= fp.split_unit;
+    const int step = cursor - fp.split_unit;
+    sm80::QueryBlock block = unit_block<kRows, kKeys>(
+        fp, shared ? fp.split_unit + step / fp.split_tiles : cursor, member);
+    if (shared) {  // an unmasked query block: key tiles 0 .. split_tiles - 1
+      block.first_tile = step % fp.split_tiles;
+      block.end_tile = min(fp.split_tiles, block.first_tile + split_boundary(fp, part + 1) - cursor);
+    }
+    body(block, cursor);
+    if (shared) {
+      cursor += block.end_tile - block.first_tile;
+    } else if (++member == fp.unit_items) {
+      member = 0;
+      cursor += gridDim.x;
+      if (cursor >= fp.split_unit) cursor = split_boundary(fp, part);
     }
   }
+}
+
+// Which part of its query block the piece of `block` (narrowed by for_each_piece at `cursor`)
+// is, and for a half its split slot (the boundary after block b's part is slot b).
+__device__ __forceinline__ Part split_part(const FwdParams& fp, const sm80::QueryBlock& block,
+                                           int cursor, int* slot) {
+  if (cursor < fp.split_unit) return Part::kWhole;
+  const Part part = block.first_tile > 0                 ? Part::kSecond
+                    : block.end_tile < fp.split_tiles    ? Part::kFirst
+                                                         : Part::kWhole;
+  *slot = static_cast<int>(blockIdx.x) - (part == Part::kSecond ? 1 : 0);
+  return part;
+}
+
+// Both halves of a split query block call this, per consumer warp, once their key tiles are done.
+// The first to arrive stores its O, max and sum (split_state) and returns false; the second waits
+// until they are published (its block is running: no wait on a block yet to start) and merges
+// them into its own, returning true. Whichever half is second, the merge evaluates the same
+// expressions with the first half's terms first, so the result does not depend on the order.
+template <int kHeadDim, int kConsumers>
+__device__ __forceinline__ bool merge_split(const FwdParams& fp, int slot, Part part,
+                                            int consumer, int warp, int lane,
+                                            float (&o)[kHeadDim / 8][4], float (&row_max)[2],
+                                            float (&row_sum)[2]) {
+  constexpr int kFloats = fwd_split_floats(kHeadDim);
+  constexpr int kMax = kHeadDim / 2;
+  const int at = (slot * kConsumers + consumer) * 4 + warp;
+  int* flags = fp.split_flags + 2 * at;
+  // Value v of lane l at state[v * 32 + l]: a warp's stores and loads are coalesced.
+  float* state = fp.split_state + static_cast<int64_t>(at) * kFloats * 32 + lane;
+  if (warp_count_arrival(&flags[0], lane) == 0) {
+#pragma unroll
+    for (int n = 0; n < kHeadDim / 8; ++n) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) store_state(state + (4 * n + i) * 32, o[n][i]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      store_state(state + (kMax + half) * 32, row_max[half]);
+      store_state(state + (kMax + 2 + half) * 32, row_sum[half]);
+    }
+    warp_publish(&flags[1], lane);
+    return false;
+  }
+  warp_wait_published(&flags[1]);
+  const bool first_is_mine = part == Part::kFirst;
+  const float scale_log2 = fp.base.scale_log2;
+  float factor_first[2], factor_second[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const float stored_max = load_state(state + (kMax + half) * 32);
+    const float stored_sum = load_state(state + (kMax + 2 + half) * 32);
+    const float max_first = first_is_mine ? row_max[half] : stored_max;
+    const float max_second = first_is_mine ? stored_max : row_max[half];
+    const float sum_first = first_is_mine ? row_sum[half] : stored_sum;
+    const float sum_second = first_is_mine ? stored_sum : row_sum[half];
+    // As online_softmax: a max of -inf (no allowed key yet) scales by exp2(-inf) = 0.
+    const float new_max = fmaxf(max_first, max_second);
+    const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
+    factor_first[half] = sm80::exp2_ftz(max_first * scale_log2 - base);
+    factor_second[half] = sm80::exp2_ftz(max_second * scale_log2 - base);
+    row_max[half] = new_max;
+    row_sum[half] = fmaf(sum_first, factor_first[half], sum_second * factor_second[half]);
+  }
+#pragma unroll
+  for (int n = 0; n < kHeadDim / 8; ++n) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float stored = load_state(state + (4 * n + i) * 32);
+      const float first = first_is_mine ? o[n][i] : stored;
+      const float second = first_is_mine ? stored : o[n][i];
+      o[n][i] = fmaf(first, factor_first[i / 2], second * factor_second[i / 2]);
+    }
+  }
+  return true;
 }
 
 template <typename T, int kHeadDim, int kKeysPerTile>
@@ -212,7 +328,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
     if (threadIdx.x != 0) return;
     int loaded_tiles = 0;
     int loaded_queries = 0;
-    for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
+    for_each_piece<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block, int) {
       const sm80::Sequence& seq = block.seq;
       if (block.m0 >= seq.q_len || block.first_tile >= block.end_tile) return;
       const int batch = static_cast<int>(seq.batch);
@@ -266,7 +382,7 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
 
   int loaded_tiles = 0;
   int loaded_queries = 0;
-  for_each_query_block<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block) {
+  for_each_piece<kRows, kKeys>(fp, [&](const sm80::QueryBlock& block, int cursor) {
     const sm80::Sequence& seq = block.seq;
     if (block.m0 >= seq.q_len) return;
     const int first_tile = block.first_tile;
@@ -395,6 +511,13 @@ __global__ void __launch_bounds__(FwdShape<kHeadDim, kKeysPerTile>::kThreads, 1)
       ++loaded_queries;
     }
 
+    int slot = 0;
+    const Part part = split_part(fp, block, cursor, &slot);
+    if (part != Part::kWhole &&
+        !merge_split<kHeadDim, Shape::kConsumers>(fp, slot, part, consumer, warp, lane, o, row_max,
+                                                  row_sum)) {
+      return;
+    }
     // A row with no allowed key has sum 0: out 0, lse -inf.
     float inverse[2];
 #pragma unroll

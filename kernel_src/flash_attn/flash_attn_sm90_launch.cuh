@@ -28,6 +28,10 @@ struct GpuLauncher {
     return status_from(launch_kernel(kernel, grid, dim3(threads), static_cast<size_t>(smem_bytes),
                                      stream, overlaps_previous, params));
   }
+
+  static Status zero(void* device_bytes, int64_t bytes, cudaStream_t stream) {
+    return status_from(cudaMemsetAsync(device_bytes, 0, static_cast<size_t>(bytes), stream));
+  }
 };
 
 template <typename T, int kHeadDim>

@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <climits>
+
 #include "_common/status.h"
 #include "flash_attn/flash_attn_sm80_params.h"
 
@@ -32,6 +34,64 @@ constexpr bool has_bwd(int head_dim) {
 // - head dim 256: two kernels whose consumer warpgroups each hold half the head dim of the
 //   accumulators and exchange halves of P^T and dS^T (or dS) through shared memory.
 constexpr bool sums_dq(int head_dim) { return head_dim <= 128; }
+
+// The forward's shape choices (FwdShape, flash_attn_sm90_fwd.cuh), here for the host: consumer
+// warpgroups of 64 query rows each (head dim 64 has half the matrix work per score of 128, so a
+// third keeps the tensor cores fed while the others run their softmax), and keys per tile (head
+// dim 256 takes 64, its O accumulator already 128 registers per thread; without a mask head dim
+// 128 takes 176, FlashAttention-3's tile, for less of the per-tile softmax bookkeeping per score).
+constexpr int fwd_consumers(int head_dim) { return head_dim == 64 ? 3 : 2; }
+constexpr int fwd_keys(int head_dim, bool masked) {
+  return head_dim == 128 && !masked ? 176 : head_dim <= 128 ? 128 : 64;
+}
+
+// The forward's grid and its split query blocks (FwdParams::split_unit). Unpacked sequences get a
+// persistent grid, one block per multiprocessor at most; when that grid over unmasked query
+// blocks of `tiles` key tiles each would leave a last round with fewer query blocks than blocks,
+// those of the last two rounds are shared out in equal runs of key tiles. Splitting a query
+// block costs a second Q load, first tile and state hand-over: not below kMinSplitTiles tiles.
+inline constexpr int64_t kMinSplitTiles = 4;
+
+// Floats a consumer thread hands over for a split query block: O's accumulator fragments, then
+// the running max and partial sum of its two rows.
+constexpr int fwd_split_floats(int head_dim) { return head_dim / 2 + 4; }
+
+struct FwdSplitPlan {
+  int64_t split_unit = 0;  // the first unit shared out; == the units: none
+  int64_t tiles = 0;       // key tiles of every query block (when split)
+  int64_t flag_bytes = 0;  // the workspace: per split slot (the boundary between two blocks'
+  int64_t bytes = 0;       // parts) and consumer warp two int flags, 16-byte aligned, then 32
+                           // threads' state
+};
+
+// For `units` query blocks (unit_items 1) over a grid of `blocks`. Params' windows are clamped
+// (kUnbounded: none) as the kernels read them.
+inline FwdSplitPlan fwd_split_plan(const Params& p, int head_dim, int64_t units, int64_t blocks) {
+  FwdSplitPlan plan;
+  plan.split_unit = units;
+  const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
+  if (p.cu_seqlens_q != nullptr || masked) return plan;
+  const int keys = fwd_keys(head_dim, false);
+  const int64_t tiles = (static_cast<int64_t>(p.seqlen_k) + keys - 1) / keys;
+  if (units <= blocks || units % blocks == 0 || tiles < kMinSplitTiles) return plan;
+  const int64_t split_unit = (units / blocks - 1) * blocks;
+  // The kernel counts the shared steps, times the blocks, in an int.
+  if ((units - split_unit) * tiles * blocks > INT_MAX) return plan;
+  const int64_t warps = (blocks - 1) * fwd_consumers(head_dim) * 4;
+  plan.split_unit = split_unit;
+  plan.tiles = tiles;
+  plan.flag_bytes = (warps * 2 * 4 + 15) / 16 * 16;
+  plan.bytes = plan.flag_bytes + warps * 32 * fwd_split_floats(head_dim) * 4;
+  return plan;
+}
+
+// The query blocks of the forward's grid (tiles of 64 * fwd_consumers rows, per head and
+// sequence) and its blocks: one per query block, or at most one per multiprocessor (persistent,
+// unpacked sequences).
+inline int64_t fwd_query_blocks(const Params& p, int head_dim) {
+  const int rows = 64 * fwd_consumers(head_dim);
+  return (static_cast<int64_t>(p.max_seqlen_q) + rows - 1) / rows * p.heads_q * p.batch;
+}
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,
 // that the grid is not empty and that the GPU is sm_90 (the code is sm_90a SASS only).

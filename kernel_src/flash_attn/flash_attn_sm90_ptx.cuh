@@ -1,7 +1,8 @@
 // The Hopper instructions the sm_90a FlashAttention forward is built from, as inline PTX:
 // mbarriers with transaction counts, the bulk tensor copy (TMA) that completes on them,
 // the wgmma fence / commit / wait, named barriers, setmaxnreg, the transposing matrix store,
-// the backward's bulk reduction into global memory and programmatic dependent launch.
+// the backward's bulk reduction into global memory, programmatic dependent launch, and a warp's
+// hand-over of state to a warp of another block.
 // The wgmma instructions themselves are generated (flash_attn_sm90_wgmma.cuh). TMA and
 // mbarriers exist on sm_90; wgmma and setmaxnreg need sm_90a. Framework-free: CUDA headers only.
 //
@@ -164,6 +165,40 @@ __device__ __forceinline__ void bulk_wait_read() {
 template <int kPending>
 __device__ __forceinline__ void bulk_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// ---- a warp's hand-over of state between blocks (the forward's split query blocks) -------------
+
+// Warp-collective: lane 0 adds one to `counter`; every lane gets the value before the add.
+__device__ __forceinline__ int warp_count_arrival(int* counter, int lane) {
+  int before = 0;
+  if (lane == 0) before = atomicAdd(counter, 1);
+  return __shfl_sync(0xffffffffu, before, 0);
+}
+
+// Per-thread state, read and written in L2 only (no stale L1 line of another SM's write).
+__device__ __forceinline__ void store_state(float* at, float value) { __stcg(at, value); }
+__device__ __forceinline__ float load_state(const float* at) { return __ldcg(at); }
+
+// Warp-collective, after every lane's store_state: sets `flag` once those stores are visible
+// to the whole GPU.
+__device__ __forceinline__ void warp_publish(int* flag, int lane) {
+  __syncwarp();
+  if (lane == 0) {
+    __threadfence();
+    asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(1) : "memory");
+  }
+}
+
+// Warp-collective: returns once `flag` is set (warp_publish), every lane then seeing the stores
+// published with it. Every lane polls, and the loop ends for all at once: with lane 0 polling
+// alone, ptxas moved the forward's per-step index math off the uniform datapath (37 more
+// instructions in the hd-128 main loop) and spilled.
+__device__ __forceinline__ void warp_wait_published(const int* flag) {
+  int set = 0;
+  do {
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(set) : "l"(flag) : "memory");
+  } while (__any_sync(0xffffffffu, set == 0));
 }
 
 // ---- named barriers ---------------------------------------------------------------------------

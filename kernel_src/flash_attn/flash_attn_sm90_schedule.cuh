@@ -4,6 +4,7 @@
 //   static Status Launcher::launch(kernel, int smem_bytes, dim3 grid, int threads,
 //                                  const KernelParams&, cudaStream_t,
 //                                  bool overlaps_previous = false)
+//   static Status Launcher::zero(void* device_bytes, int64_t bytes, cudaStream_t)
 // No launch syntax here, so a host compiler reads it too.
 #pragma once
 
@@ -27,10 +28,11 @@ namespace tk::flash_attn::sm90 {
 // current one, where a grid of one block per query block paid that latency and the O store once
 // per block. Without a mask every query block costs the same; with one, units pair long and
 // short row tiles to cost about the same. Packed sequences differ in length: one block per
-// query block, which the hardware hands to whichever multiprocessor frees first.
-inline Status plan_fwd_units(const Params& p, int kRows, int multiprocessors, FwdParams* fp,
+// query block, which the hardware hands to whichever multiprocessor frees first. Unmasked units
+// of the last two rounds may be split (fwd_split_plan), given p.fwd_split.
+inline Status plan_fwd_units(const Params& p, int head_dim, int multiprocessors, FwdParams* fp,
                              int* blocks) {
-  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, kRows, p.heads_q, p);
+  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, 64 * fwd_consumers(head_dim), p.heads_q, p);
   const bool persistent = p.cu_seqlens_q == nullptr;
   const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
   fp->row_tiles = static_cast<int>(tiles.x);
@@ -40,6 +42,20 @@ inline Status plan_fwd_units(const Params& p, int kRows, int multiprocessors, Fw
   if (units > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
   fp->units = static_cast<int>(units);
   *blocks = persistent ? std::min(fp->units, multiprocessors) : fp->units;
+  const FwdSplitPlan split = fwd_split_plan(p, head_dim, units, *blocks);
+  fp->split_unit = fp->units;
+  fp->split_tiles = 1;
+  fp->split_steps = 0;
+  fp->split_flags = nullptr;
+  fp->split_state = nullptr;
+  if (split.bytes > 0 && p.fwd_split != nullptr) {
+    fp->split_unit = static_cast<int>(split.split_unit);
+    fp->split_tiles = static_cast<int>(split.tiles);
+    fp->split_steps = static_cast<int>((units - split.split_unit) * split.tiles);
+    fp->split_flags = static_cast<int*>(p.fwd_split);
+    fp->split_state =
+        reinterpret_cast<float*>(static_cast<unsigned char*>(p.fwd_split) + split.flag_bytes);
+  }
   return Status::Ok();
 }
 
@@ -66,8 +82,12 @@ Status schedule_fwd_tiles(const Params& p, int multiprocessors, cudaStream_t str
     return s;
   }
   int blocks = 0;
-  if (Status s = plan_fwd_units(p, Shape::kRows, multiprocessors, &fp, &blocks); !s.ok()) {
+  if (Status s = plan_fwd_units(p, kHeadDim, multiprocessors, &fp, &blocks); !s.ok()) {
     return s;
+  }
+  if (fp.split_flags != nullptr) {
+    const int64_t flag_bytes = fwd_split_plan(p, kHeadDim, fp.units, blocks).flag_bytes;
+    if (Status s = Launcher::zero(fp.split_flags, flag_bytes, stream); !s.ok()) return s;
   }
   return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes, dim3(blocks),
                           Shape::kThreads, fp, stream);

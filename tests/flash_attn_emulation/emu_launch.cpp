@@ -72,6 +72,11 @@ struct EmulatedLauncher {
     emu::launch(kernel, grid, threads, params);
     return Status::Ok();
   }
+
+  static Status zero(void* bytes, int64_t count, cudaStream_t) {
+    std::memset(bytes, 0, static_cast<size_t>(count));
+    return Status::Ok();
+  }
 };
 
 template <typename T, int kHeadDim>

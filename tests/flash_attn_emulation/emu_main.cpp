@@ -75,8 +75,11 @@ int main(int argc, char** argv) {
   // Garbage, as an uninitialised workspace would be: the backward must zero it itself.
   std::vector<float> dq_accum(tk::flash_attn::bwd_cuda_dq_accum_floats(p), 1e30f);
 
+  // Garbage here too: the forward zeroes the flags it uses.
+  std::vector<float> split((tk::flash_attn::fwd_cuda_split_bytes(p) + 3) / 4, 1e30f);
   FwdArgs fwd;
   fwd.problem = p;
+  if (!split.empty()) fwd.split_workspace = split.data();
   fwd.out = out.data();
   fwd.lse = reinterpret_cast<float*>(lse.data());
   fwd.q = q.data();

@@ -11,6 +11,8 @@
 //     emulated instruction completes before it returns), as are setmaxnreg and the proxy fence.
 //   stmatrix: the warp exchanges its fragments; each lane writes the row whose address it gave.
 //   The bulk reduction: the adds happen when issued, under one mutex; commit and wait are no-ops.
+//   The hand-over between blocks: std::atomic_ref on the counter and the flag (blocks run one
+//     after another, so a second half always finds the first's state published).
 // Shared-memory addresses are offsets into smem_raw (the kernels' extern __shared__ array),
 // which is 1024-byte aligned, so the swizzle sees the same address bits as on the GPU.
 #pragma once
@@ -20,10 +22,12 @@
 #include <cuda.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "flash_attn/flash_attn_sm90_tensor_map.h"
@@ -190,6 +194,31 @@ template <int kPending>
 inline void bulk_wait_read() {}
 template <int kPending>
 inline void bulk_wait() {}
+
+// ---- a warp's hand-over of state between blocks ------------------------------------------------
+
+inline int warp_count_arrival(int* counter, int lane) {
+  uint64_t mine[emu::kWords] = {};
+  if (lane == 0) mine[0] = static_cast<uint32_t>(std::atomic_ref<int>(*counter).fetch_add(1));
+  uint64_t all[32][emu::kWords];
+  emu::exchange(mine, all);
+  return static_cast<int>(all[0][0]);
+}
+
+inline void store_state(float* at, float value) { *at = value; }
+inline float load_state(const float* at) { return *at; }
+
+inline void warp_publish(int* flag, int lane) {
+  __syncwarp();
+  if (lane == 0) std::atomic_ref<int>(*flag).store(1, std::memory_order_release);
+}
+
+inline void warp_wait_published(const int* flag) {
+  while (std::atomic_ref<int>(*const_cast<int*>(flag)).load(std::memory_order_acquire) == 0) {
+    std::this_thread::yield();
+  }
+  __syncwarp();
+}
 
 // ---- TMA --------------------------------------------------------------------------------------
 
