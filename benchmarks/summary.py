@@ -74,8 +74,11 @@ def kernel_table(records: list[dict], kernel: str, dtype: str) -> str:
         best_cell = f"{_rate(best)} {best_name}" if best else "-"
         # A second build of ours (a peer named ours-<what>, e.g. flash_attn's CUDA kernels beside
         # its Triton ones) gets a row of its own, labelled with what it is.
-        for name in [OURS, *sorted(n for n in cells if n.startswith(OURS + "-"))]:
-            ours = cells.get(name)
+        # A build of ours with no record here (not measured in this run) gets no row.
+        builds = ([OURS] if OURS in cells else []) + sorted(
+            n for n in cells if n.startswith(OURS + "-"))
+        for name in builds:
+            ours = cells[name]
             label = op if name == OURS else f"{op} ({name})"
             lines.append(f"| {label} | {shape} | {direction} | {_rate(ours)} | "
                          f"{_rate(compiled)} | {best_cell} | {_ratio(ours, compiled)} | "

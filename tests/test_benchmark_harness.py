@@ -592,6 +592,9 @@ def test_summary_gives_a_second_build_of_ours_its_own_row():
     assert triton[3:] == ["10 (100%)", "2 (25%)", "10 (100%) sdpa", "4.00x", "1.00x |"]
     assert cuda[3:] == ["5 (50%)", "2 (25%)", "10 (100%) sdpa", "2.00x", "0.50x |"]
 
+    only_cuda = summary.kernel_table(records[1:], "k", "bf16").splitlines()
+    assert len(only_cuda) == 3 and only_cuda[2].startswith("| op (ours-cuda) |")
+
 
 def test_plot_title_names_the_ceilings_of_every_run_plotted():
     """Merged records come from runs that measured different ceilings: the title spans them."""
