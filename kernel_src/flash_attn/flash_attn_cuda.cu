@@ -9,7 +9,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "_common/cuda_check.cuh"
@@ -164,8 +163,7 @@ int64_t fwd_cuda_split_bytes(const Problem& p) {
   }
   const sm80::Params params = params_of(p, {}, {}, {});
   const int head_dim = static_cast<int>(p.head_dim);
-  const int64_t units = sm90::fwd_query_blocks(params, head_dim);
-  return sm90::fwd_split_plan(params, head_dim, units, std::min<int64_t>(units, multiprocessors))
+  return sm90::fwd_split_plan(params, head_dim, sm90::fwd_units(params, head_dim, multiprocessors))
       .bytes;
 }
 

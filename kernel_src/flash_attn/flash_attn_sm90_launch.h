@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 
 #include "_common/status.h"
@@ -45,8 +46,36 @@ constexpr int fwd_keys(int head_dim, bool masked) {
   return head_dim == 128 && !masked ? 176 : head_dim <= 128 ? 128 : 64;
 }
 
-// The forward's grid and its split query blocks (FwdParams::split_unit). Unpacked sequences get a
-// persistent grid, one block per multiprocessor at most; when that grid over unmasked query
+// The forward's work units (unit_block in flash_attn_sm90_fwd.cuh) and grid. With one length for
+// every sequence one block per multiprocessor walks units blockIdx.x, + gridDim.x, ...
+// (persistent); masked, a unit pairs a long and a short row tile (unit_items 2) so that units
+// cost about the same. Packed sequences: one block per query block.
+struct FwdUnits {
+  int64_t row_tiles = 0;   // per (query head, sequence), of 64 * fwd_consumers rows
+  int64_t unit_items = 1;
+  int64_t unit_tiles = 0;  // units per (query head, sequence)
+  int64_t units = 0;
+  int64_t blocks = 0;
+};
+
+// Params' windows clamped (kUnbounded: none) as the kernels read them.
+inline bool fwd_masked(const Params& p) {
+  return p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
+}
+
+inline FwdUnits fwd_units(const Params& p, int head_dim, int multiprocessors) {
+  FwdUnits u;
+  const int rows = 64 * fwd_consumers(head_dim);
+  const bool persistent = p.cu_seqlens_q == nullptr;
+  u.row_tiles = (static_cast<int64_t>(p.max_seqlen_q) + rows - 1) / rows;
+  u.unit_items = persistent && fwd_masked(p) ? 2 : 1;
+  u.unit_tiles = (u.row_tiles + u.unit_items - 1) / u.unit_items;
+  u.units = u.unit_tiles * p.heads_q * p.batch;  // batch: the sequences, packed or not
+  u.blocks = persistent ? std::min<int64_t>(u.units, multiprocessors) : u.units;
+  return u;
+}
+
+// The split query blocks (FwdParams::split_unit): when the persistent grid over unmasked query
 // blocks of `tiles` key tiles each would leave a last round with fewer query blocks than blocks,
 // those of the last two rounds are shared out in equal runs of key tiles. Splitting a query
 // block costs a second Q load, first tile and state hand-over: not below kMinSplitTiles tiles.
@@ -64,33 +93,22 @@ struct FwdSplitPlan {
                            // threads' state
 };
 
-// For `units` query blocks (unit_items 1) over a grid of `blocks`. Params' windows are clamped
-// (kUnbounded: none) as the kernels read them.
-inline FwdSplitPlan fwd_split_plan(const Params& p, int head_dim, int64_t units, int64_t blocks) {
+inline FwdSplitPlan fwd_split_plan(const Params& p, int head_dim, const FwdUnits& u) {
   FwdSplitPlan plan;
-  plan.split_unit = units;
-  const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
-  if (p.cu_seqlens_q != nullptr || masked) return plan;
+  plan.split_unit = u.units;
+  if (p.cu_seqlens_q != nullptr || fwd_masked(p)) return plan;
   const int keys = fwd_keys(head_dim, false);
   const int64_t tiles = (static_cast<int64_t>(p.seqlen_k) + keys - 1) / keys;
-  if (units <= blocks || units % blocks == 0 || tiles < kMinSplitTiles) return plan;
-  const int64_t split_unit = (units / blocks - 1) * blocks;
+  if (u.units <= u.blocks || u.units % u.blocks == 0 || tiles < kMinSplitTiles) return plan;
+  const int64_t split_unit = (u.units / u.blocks - 1) * u.blocks;
   // The kernel counts the shared steps, times the blocks, in an int.
-  if ((units - split_unit) * tiles * blocks > INT_MAX) return plan;
-  const int64_t warps = (blocks - 1) * fwd_consumers(head_dim) * 4;
+  if ((u.units - split_unit) * tiles * u.blocks > INT_MAX) return plan;
+  const int64_t warps = (u.blocks - 1) * fwd_consumers(head_dim) * 4;
   plan.split_unit = split_unit;
   plan.tiles = tiles;
   plan.flag_bytes = (warps * 2 * 4 + 15) / 16 * 16;
   plan.bytes = plan.flag_bytes + warps * 32 * fwd_split_floats(head_dim) * 4;
   return plan;
-}
-
-// The query blocks of the forward's grid (tiles of 64 * fwd_consumers rows, per head and
-// sequence) and its blocks: one per query block, or at most one per multiprocessor (persistent,
-// unpacked sequences).
-inline int64_t fwd_query_blocks(const Params& p, int head_dim) {
-  const int rows = 64 * fwd_consumers(head_dim);
-  return (static_cast<int64_t>(p.max_seqlen_q) + rows - 1) / rows * p.heads_q * p.batch;
 }
 
 // T = __half or __nv_bfloat16; kHeadDim one of has_fwd's. The caller has checked the arguments,

@@ -22,39 +22,35 @@
 
 namespace tk::flash_attn::sm90 {
 
-// The forward's work units and grid (unit_block in flash_attn_sm90_fwd.cuh). With one length
-// for every sequence, one block per multiprocessor walks units blockIdx.x, + gridDim.x, ...
-// (persistent): its producer loads the next query block's Q and K while the consumers finish the
-// current one, where a grid of one block per query block paid that latency and the O store once
-// per block. Without a mask every query block costs the same; with one, units pair long and
-// short row tiles to cost about the same. Packed sequences differ in length: one block per
-// query block, which the hardware hands to whichever multiprocessor frees first. Unmasked units
-// of the last two rounds may be split (fwd_split_plan), given p.fwd_split.
+// FwdParams' units, grid and split query blocks (fwd_units, fwd_split_plan). The persistent
+// grid's producer loads the next query block's Q and K while the consumers finish the current
+// one, where a grid of one block per query block paid that latency and the O store once per
+// block. The split needs p.fwd_split, fwd_split_plan's bytes; *split_flag_bytes (0: no split)
+// are the flags to zero before the launch.
 inline Status plan_fwd_units(const Params& p, int head_dim, int multiprocessors, FwdParams* fp,
-                             int* blocks) {
-  const dim3 tiles = sm80::grid_of(p.max_seqlen_q, 64 * fwd_consumers(head_dim), p.heads_q, p);
-  const bool persistent = p.cu_seqlens_q == nullptr;
-  const bool masked = p.window_left < sm80::kUnbounded || p.window_right < sm80::kUnbounded;
-  fp->row_tiles = static_cast<int>(tiles.x);
-  fp->unit_items = persistent && masked ? 2 : 1;
-  fp->unit_tiles = (fp->row_tiles + fp->unit_items - 1) / fp->unit_items;
-  const int64_t units = static_cast<int64_t>(fp->unit_tiles) * tiles.y * tiles.z;
-  if (units > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
-  fp->units = static_cast<int>(units);
-  *blocks = persistent ? std::min(fp->units, multiprocessors) : fp->units;
-  const FwdSplitPlan split = fwd_split_plan(p, head_dim, units, *blocks);
+                             int* blocks, int64_t* split_flag_bytes) {
+  const FwdUnits u = fwd_units(p, head_dim, multiprocessors);
+  if (u.units > INT_MAX) return invalid("flash_attn: too many query blocks for one grid");
+  fp->row_tiles = static_cast<int>(u.row_tiles);
+  fp->unit_items = static_cast<int>(u.unit_items);
+  fp->unit_tiles = static_cast<int>(u.unit_tiles);
+  fp->units = static_cast<int>(u.units);
+  *blocks = static_cast<int>(u.blocks);
+  const FwdSplitPlan split = fwd_split_plan(p, head_dim, u);
   fp->split_unit = fp->units;
   fp->split_tiles = 1;
   fp->split_steps = 0;
   fp->split_flags = nullptr;
   fp->split_state = nullptr;
+  *split_flag_bytes = 0;
   if (split.bytes > 0 && p.fwd_split != nullptr) {
     fp->split_unit = static_cast<int>(split.split_unit);
     fp->split_tiles = static_cast<int>(split.tiles);
-    fp->split_steps = static_cast<int>((units - split.split_unit) * split.tiles);
+    fp->split_steps = static_cast<int>((u.units - split.split_unit) * split.tiles);
     fp->split_flags = static_cast<int*>(p.fwd_split);
     fp->split_state =
         reinterpret_cast<float*>(static_cast<unsigned char*>(p.fwd_split) + split.flag_bytes);
+    *split_flag_bytes = split.flag_bytes;
   }
   return Status::Ok();
 }
@@ -82,12 +78,13 @@ Status schedule_fwd_tiles(const Params& p, int multiprocessors, cudaStream_t str
     return s;
   }
   int blocks = 0;
-  if (Status s = plan_fwd_units(p, kHeadDim, multiprocessors, &fp, &blocks); !s.ok()) {
+  int64_t split_flag_bytes = 0;
+  if (Status s = plan_fwd_units(p, kHeadDim, multiprocessors, &fp, &blocks, &split_flag_bytes);
+      !s.ok()) {
     return s;
   }
-  if (fp.split_flags != nullptr) {
-    const int64_t flag_bytes = fwd_split_plan(p, kHeadDim, fp.units, blocks).flag_bytes;
-    if (Status s = Launcher::zero(fp.split_flags, flag_bytes, stream); !s.ok()) return s;
+  if (split_flag_bytes > 0) {
+    if (Status s = Launcher::zero(fp.split_flags, split_flag_bytes, stream); !s.ok()) return s;
   }
   return Launcher::launch(fwd_kernel<T, kHeadDim, kKeys>, Shape::kSmemBytes, dim3(blocks),
                           Shape::kThreads, fp, stream);
